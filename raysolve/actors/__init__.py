@@ -1,0 +1,39 @@
+"""The Ray layer: the only scheduling code that knows about Ray.
+
+``spawn_engine_actor`` and ``spawn_coordinator`` wrap the plain classes with
+``ray.remote`` and the resource options from the ``SolverConfig``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from raysolve.actors.coordinator import Coordinator, SolveOptions
+from raysolve.actors.engine_actor import EngineActor
+from raysolve.config import SolverConfig
+
+__all__ = ["Coordinator", "EngineActor", "SolveOptions", "spawn_coordinator", "spawn_engine_actor"]
+
+_MAX_CONCURRENCY = 10_000
+"""Async actor calls in flight: samples plus cancels; the engine's own depth is the real cap."""
+
+
+def spawn_engine_actor(index: int, config: SolverConfig, sandbox: Any) -> Any:
+    """An engine actor reserving the configured CPUs/GPUs; restarted if its process dies."""
+    cls = ray.remote(EngineActor)
+    return cls.options(
+        num_cpus=config.engine.num_cpus,
+        num_gpus=config.engine.num_gpus,
+        max_restarts=config.engine.max_restarts,
+        max_task_retries=0,  # the coordinator retries samples itself and counts attempts
+        max_concurrency=_MAX_CONCURRENCY,
+        name=None,
+    ).remote(index, config, sandbox)
+
+
+def spawn_coordinator(config: SolverConfig, engines: list[Any], depths: list[int]) -> Any:
+    """The coordinator reserves no CPU: its work is O(samples) and mostly waiting."""
+    cls = ray.remote(Coordinator)
+    return cls.options(num_cpus=0, max_concurrency=_MAX_CONCURRENCY).remote(config, engines, depths)

@@ -1,0 +1,131 @@
+"""`EngineActor`: one inference engine and the tool loops of the samples it runs.
+
+Tokens never leave this actor: it takes whole ``SampleRequest``s, runs each
+sample's tool-integrated loop on its own event loop (code goes to a sandbox
+actor), and returns one ``SampleRecord`` per sample. ``cancel`` stops samples in
+milliseconds; the loop then frees the engine request and the sandbox session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from typing import Any
+
+from raysolve.config import SolverConfig
+from raysolve.engines import make_engine
+from raysolve.engines.base import Engine
+from raysolve.prompting import HFTokenCodec, TokenCodec
+from raysolve.records import SampleRecord, SampleRequest
+from raysolve.sandbox.base import Sandbox
+from raysolve.tir import SampleSpec, run_sample
+
+_PROMPT_CACHE_SIZE = 1024
+_EARLY_CANCEL_TTL_S = 120.0
+
+
+class EngineActor:
+    """Plain class; ``raysolve.actors.spawn_engine_actor`` wraps it with ``ray.remote``."""
+
+    def __init__(self, index: int, config: SolverConfig, sandbox: Sandbox) -> None:
+        self.index = index
+        self.config = config
+        self.sandbox = sandbox
+        self.fmt = config.prompt_format()
+        self.engine: Engine = make_engine(config.engine.backend, **config.engine.options)
+        self.codec: TokenCodec | None = None
+        self._started: asyncio.Task | None = None
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._early_cancels: dict[str, float] = {}
+        self._prompts: OrderedDict[tuple[str, str], tuple[int, ...]] = OrderedDict()
+        self.counters = {"samples_done": 0, "samples_cancelled": 0}
+
+    async def ready(self) -> int:
+        """Load the engine (once); returns the in-flight target for the coordinator."""
+        await self._ensure_started()
+        return self.config.engine.queue_depth or self.engine.max_concurrency()
+
+    async def run_sample(self, request: SampleRequest) -> SampleRecord:
+        await self._ensure_started()
+        if self._early_cancels.pop(request.key, None) is not None:
+            return self._record(request, None, cancelled=True)
+        spec = SampleSpec(
+            request_id=request.key,
+            prompt_ids=self._prompt_ids(request),
+            seed=request.seed,
+            max_tokens=request.max_tokens,
+            max_code_calls=request.max_code_calls,
+            code_timeout_s=request.code_timeout_s,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            top_k=request.top_k,
+            modulus=request.modulus,
+        )
+        assert self.codec is not None
+        task = asyncio.ensure_future(run_sample(spec, self.engine, self.sandbox, self.codec, self.fmt))
+        self._tasks[request.key] = task
+        try:
+            outcome = await task
+        finally:
+            self._tasks.pop(request.key, None)
+        cancelled = outcome.finish_reason == "cancelled"
+        self.counters["samples_cancelled" if cancelled else "samples_done"] += 1
+        return self._record(request, outcome, cancelled)
+
+    async def cancel(self, keys: list[str]) -> int:
+        """Cancel these samples; returns how many were running here."""
+        now = time.monotonic()
+        hit = 0
+        for key in keys:
+            task = self._tasks.get(key)
+            if task is not None:
+                task.cancel()
+                hit += 1
+            else:  # the request may still be on its way to this actor
+                self._early_cancels[key] = now
+        self._early_cancels = {k: t for k, t in self._early_cancels.items() if now - t < _EARLY_CANCEL_TTL_S}
+        return hit
+
+    def stats(self) -> dict[str, Any]:
+        return {"index": self.index, "running": len(self._tasks), **self.counters, **self.engine.stats()}
+
+    async def _ensure_started(self) -> None:
+        if self._started is None:
+            self._started = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._started)
+
+    async def _start(self) -> None:
+        await self.engine.start()
+        codec = getattr(self.engine, "codec", None)
+        self.codec = codec if codec is not None else HFTokenCodec(self.engine.tokenizer, self.fmt.code_end)
+
+    def _prompt_ids(self, request: SampleRequest) -> tuple[int, ...]:
+        """Render a problem's prompt once for all its samples on this actor."""
+        key = (request.problem_id, request.problem_text)
+        ids = self._prompts.get(key)
+        if ids is None:
+            assert self.codec is not None
+            ids = tuple(self.fmt.prompt_ids(self.codec, request.problem_text, request.max_code_calls))
+            self._prompts[key] = ids
+            if len(self._prompts) > _PROMPT_CACHE_SIZE:
+                self._prompts.popitem(last=False)
+        return ids
+
+    def _record(self, request: SampleRequest, outcome: Any, cancelled: bool) -> SampleRecord:
+        return SampleRecord(
+            problem_id=request.problem_id,
+            sample_idx=request.sample_idx,
+            seed=request.seed,
+            answer=outcome.answer if outcome else None,
+            finish_reason=outcome.finish_reason if outcome else "cancelled",
+            cancelled=cancelled,
+            generated_tokens=outcome.generated_tokens if outcome else 0,
+            tool_output_tokens=outcome.tool_output_tokens if outcome else 0,
+            code_calls=outcome.code_calls if outcome else 0,
+            code_errors=outcome.code_errors if outcome else 0,
+            wall_s=outcome.wall_s if outcome else 0.0,
+            engine=self.index,
+            error=outcome.error if outcome else None,
+            text=outcome.text if (outcome and self.config.keep_text) else None,
+        )

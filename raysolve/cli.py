@@ -1,0 +1,163 @@
+"""The ``raysolve`` command.
+
+``raysolve solve INPUT`` loads problems (JSONL, Parquet, CSV, JSON or a `datasets`
+path/name), solves them on a local Ray instance (or ``--address``), streams results
+to ``--out`` and prints a summary. Rerunning with the same ``--out`` resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from raysolve.config import SolverConfig
+from raysolve.output import ResultWriter, RunSummary
+from raysolve.problems import Fields, Problem, RowError, load_problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "solve":
+        return solve_command(args)
+    parser.print_help()
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="raysolve", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command")
+    s = sub.add_parser("solve", help="solve a problem set and write results")
+    s.add_argument("input", help="problems: .jsonl/.parquet/.csv/.json file, or a datasets path or hub name")
+    s.add_argument("--out", help="output directory (default: runs/<input name>)")
+    s.add_argument("--config", help="SolverConfig YAML; flags below override it")
+    s.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    s.add_argument("--split", default="train", help="split of a datasets source")
+    s.add_argument("--problem-field", help="column with the problem text (default: problem, question)")
+    s.add_argument("--id-field", help="column with the problem id (default: id, problem_id; else the row number)")
+    s.add_argument("--answer-field", help="column with the gold answer (default: answer, expected_answer, gold)")
+    s.add_argument("--limit", type=int, help="solve at most this many problems")
+    s.add_argument("--no-resume", action="store_true", help="start over instead of skipping finished problems")
+    g = s.add_argument_group("solver (override the config)")
+    g.add_argument("--model", help="model path for the engine (default: the embedded tiny model)")
+    g.add_argument("--backend", choices=["hf", "vllm", "trtllm"], help="engine backend")
+    g.add_argument("--engines", type=int, help="number of engine actors")
+    g.add_argument("--samples", type=int, help="samples per problem (vote budget)")
+    g.add_argument("--mode", choices=["pool", "launch-all"], help="scheduling mode")
+    g.add_argument("--pool", type=int, help="in-flight samples per problem in pool mode")
+    g.add_argument("--policy", help="stop policy, e.g. 'default', 'full', 'unbeatable|beta:0.95:min=3'")
+    g.add_argument("--max-tokens", type=int, help="token budget per sample (incl. tool output)")
+    g.add_argument("--max-code-calls", type=int, help="code calls per sample")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--modulus", type=int, help="take integer answers modulo this (AIMO: 1000)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--keep-text", action="store_true", help="store generated texts in samples.jsonl")
+    return p
+
+
+def build_config(args: argparse.Namespace) -> SolverConfig:
+    """The config file, then the flags that were given."""
+    cfg = SolverConfig.load(args.config) if args.config else SolverConfig()
+    engine_options = dict(cfg.engine.options)
+    if args.model:
+        engine_options["model"] = args.model
+    updates = {
+        ("engine", "backend"): args.backend,
+        ("engine", "num_actors"): args.engines,
+        ("engine", "options"): engine_options,
+        ("scheduling", "num_samples"): args.samples,
+        ("scheduling", "mode"): args.mode,
+        ("scheduling", "pool_size"): args.pool,
+        ("scheduling", "stop_policy"): args.policy,
+        ("budget", "max_tokens"): args.max_tokens,
+        ("budget", "max_code_calls"): args.max_code_calls,
+        ("sampling", "temperature"): args.temperature,
+    }
+    for (section, name), value in updates.items():
+        if value is not None:
+            setattr(getattr(cfg, section), name, value)
+    if args.modulus is not None:
+        cfg.modulus = args.modulus
+    if args.seed is not None:
+        cfg.seed = args.seed
+    if args.keep_text:
+        cfg.keep_text = True
+    return cfg
+
+
+def solve_command(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from raysolve.solver import Solver
+
+    try:
+        cfg = build_config(args)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        print(f"raysolve: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    source = args.input
+    if not Path(source).exists() and Path(source).suffix in (".jsonl", ".json", ".csv", ".parquet"):
+        print(f"raysolve: input not found: {source}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out or Path("runs") / Path(source).stem)
+    fields = Fields.of(args.problem_field, args.id_field, args.answer_field)
+    writer = ResultWriter(out_dir, resume=not args.no_resume)
+    total = RunSummary(resumed_problems=len(writer.previous_rows))
+    for row in writer.previous_rows:
+        total.add(row)
+    this_run = RunSummary()
+    skipped = RunSummary()  # counts rows skipped as errors
+    bar = tqdm(desc="problems", unit="pb", dynamic_ncols=True, file=sys.stderr)
+
+    def todo() -> Iterator[Problem]:
+        taken = 0
+        for item in load_problems(source, fields, split=args.split):
+            if isinstance(item, RowError):
+                skipped.skipped_rows += 1
+                writer.write_error(item, source)
+                tqdm.write(f"raysolve: skipped row {item.row}: {item.reason}", file=sys.stderr)
+                continue
+            if item.id in writer.done_ids:
+                continue
+            if args.limit is not None and taken >= args.limit:
+                return
+            taken += 1
+            yield item
+
+    started = time.perf_counter()
+    with Solver(cfg, address=args.address) as solver:
+        for result in solver.solve_iter(todo()):
+            writer.write(result)
+            row = result.to_row()
+            total.add(row)
+            this_run.add(row)
+            this_run.wall_s = time.perf_counter() - started
+            bar.update(1)
+            acc = f"{this_run.correct}/{this_run.graded}" if this_run.graded else "-"
+            bar.set_postfix(correct=acc, tok_s=f"{this_run.tokens_per_s:.0f}")
+        stats = solver.stats()
+    bar.close()
+    this_run.wall_s = time.perf_counter() - started
+    total.skipped_rows = this_run.skipped_rows = skipped.skipped_rows
+    total.wall_s = this_run.wall_s
+    writer.write_summary(total, {
+        "this_run": this_run.to_dict(),
+        "config": json.loads(cfg.model_dump_json()),
+        "input": str(source),
+        "coordinator": stats["coordinator"],
+    })
+    writer.close()
+    print("\n".join(this_run.lines()))
+    if total.resumed_problems:
+        print(f"all runs      {total.problems} problems, accuracy "
+              f"{'n/a' if total.accuracy is None else f'{total.accuracy:.1%}'}")
+    print(f"results in    {out_dir}/ (problems.jsonl, samples.jsonl, errors.jsonl, summary.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

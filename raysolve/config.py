@@ -1,0 +1,107 @@
+"""`SolverConfig`: one object that fully describes a run.
+
+The CLI, the dataset job, the Serve app and the AIMO runner all build their actors
+from it through ``raysolve.solver.Solver`` — there is no second code path. Load it
+from YAML/JSON with ``SolverConfig.load`` and override fields from the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from raysolve.prompting import PromptFormat
+from raysolve.sandbox.config import SandboxConfig
+from raysolve.voting import parse_policy
+
+Backend = Literal["hf", "vllm", "trtllm", "scripted"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EngineConfig(_Strict):
+    """Which backend, how many engine actors, and what each one reserves."""
+
+    backend: Backend = "hf"
+    """``scripted`` is the test engine: tests only, never a model."""
+    options: dict[str, Any] = Field(default_factory=lambda: {"model": "random-tiny"})
+    """Backend options (model path, dtype, cache sizes ...), passed to the backend's config."""
+    num_actors: int = Field(1, ge=1)
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    queue_depth: int | None = Field(None, ge=1)
+    """In-flight samples the coordinator keeps on each actor; None: the engine's own target."""
+    max_restarts: int = 3
+
+
+class SamplingConfig(_Strict):
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+
+
+class BudgetConfig(_Strict):
+    """Per-sample limits (the AIMO-2 winners' defaults for code calls and timeouts)."""
+
+    max_tokens: int = Field(1024, ge=1)
+    """Tokens per sample, generated plus tool output."""
+    max_code_calls: int = Field(6, ge=0)
+    code_timeout_s: float = Field(2.0, gt=0)
+    max_output_chars: int = Field(200, ge=0)
+    """Tool output characters shown to the model."""
+
+
+class SchedulingConfig(_Strict):
+    """How samples of a problem are scheduled (see docs on early stopping)."""
+
+    mode: Literal["pool", "launch-all"] = "pool"
+    """``pool``: at most ``pool_size`` samples of a problem in flight (batch default, where
+    early stopping saves tokens); ``launch-all``: every sample at once, siblings
+    cancelled when the vote settles (latency mode: AIMO, interactive requests)."""
+    num_samples: int = Field(8, ge=1)
+    pool_size: int = Field(4, ge=1)
+    stop_policy: str = "default"
+    """A ``raysolve.voting.parse_policy`` spec, e.g. ``unbeatable|beta:0.95:min=3``."""
+    max_active_problems: int | None = Field(None, ge=1)
+    """Cap on problems in progress at once; None: as many as keep the engines full."""
+    max_sample_retries: int = Field(2, ge=0)
+    """Retries of a sample whose engine actor died under it."""
+
+    @field_validator("stop_policy")
+    @classmethod
+    def _policy_parses(cls, spec: str) -> str:
+        parse_policy(spec)  # raises ValueError with the bad part named
+        return spec
+
+
+class SolverConfig(_Strict):
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    num_sandbox_actors: int = Field(1, ge=1)
+    modulus: int | None = Field(None, ge=2)
+    """Integer answers are taken modulo this (AIMO-2: 1000, AIMO-3: 100000)."""
+    seed: int = 0
+    keep_text: bool = False
+    """Store each sample's generated text in its record."""
+    prompt_template: str | None = None
+    """Override of the user prompt (fields ``{problem}`` and ``{max_code_calls}``)."""
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SolverConfig":
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return cls.model_validate(data)
+
+    def prompt_format(self) -> PromptFormat:
+        kwargs: dict[str, Any] = {"max_output_chars": self.budget.max_output_chars}
+        if self.prompt_template:
+            kwargs["user_template"] = self.prompt_template
+        return PromptFormat(**kwargs)

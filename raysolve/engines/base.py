@@ -1,0 +1,78 @@
+"""The `Engine` protocol: what every inference backend gives the tool loop.
+
+Backends are like an HTTP client's transports: the tool loop and the actors talk
+only to this protocol, and each backend module (`hf`, later `vllm`, `trtllm`)
+adapts one library to it. Token ids go in and come out; a backend never
+re-tokenises what the solver already holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+"""Why a generation segment ended.
+
+- ``stop``: EOS or one of the request's stop tokens/strings (see ``Delta.stop``);
+- ``length``: ``max_tokens`` reached;
+- ``cancelled``: ``Engine.cancel`` was called for the request;
+- ``error``: the backend failed on this request (the text says why).
+"""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One segment of one sample: continue ``prompt_ids`` for at most ``max_tokens``."""
+
+    request_id: str
+    prompt_ids: tuple[int, ...]
+    max_tokens: int
+    seed: int
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 0
+    stop_token_ids: tuple[int, ...] = ()
+    """Extra stop tokens (e.g. the code-end token); EOS always stops."""
+    greedy: bool = False
+    """Argmax decoding. Never the default: samples of one problem must differ."""
+
+
+@dataclass
+class Delta:
+    """Tokens produced since the previous delta; the last delta has ``finish_reason``."""
+
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    stop: int | None = None
+    """The stop token id that ended the segment, when ``finish_reason == "stop"``."""
+    error: str | None = None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """An async text generator with per-request cancellation.
+
+    Implementations must: honour ``seed`` per request (two requests with different
+    seeds give independent samples), stop on EOS and on ``stop_token_ids``, stop
+    within milliseconds of ``cancel`` and free the request's cache, and allow at
+    least ``max_concurrency()`` requests in flight at once.
+    """
+
+    async def start(self) -> None:
+        """Load weights and start background work. Called once inside the actor."""
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Stream deltas for ``request``; the final delta carries the finish reason."""
+
+    async def cancel(self, request_id: str) -> None:
+        """Stop decoding ``request_id`` and free its cache; its stream ends ``cancelled``."""
+
+    def max_concurrency(self) -> int:
+        """How many requests the coordinator should keep in flight on this engine."""
+
+    def stats(self) -> dict[str, float]:
+        """Counters for monitoring (tokens generated, requests, cancellations, ...)."""
+
+    async def close(self) -> None:
+        """Release the model and background threads."""

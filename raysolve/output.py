@@ -1,0 +1,170 @@
+"""Results on disk: rows streamed as problems finish, resumable, plus a run summary.
+
+Layout of an output directory:
+- ``problems.jsonl`` — one row per finished problem (``ProblemResult.to_row``);
+- ``samples.jsonl`` — one row per sample (``SampleRecord.to_row``): the replay traces;
+- ``errors.jsonl`` — one row per input row that was skipped, with its row number;
+- ``summary.json`` — written at the end.
+
+A problem's sample rows are written before its problem row, and both are flushed,
+so after a crash the problem rows name exactly the problems that are done;
+reopening the directory drops sample rows of unfinished problems and a torn last line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from raysolve.problems import RowError
+from raysolve.records import ProblemResult
+
+
+@dataclass
+class RunSummary:
+    """Totals of a run, updated per result; what ``summary.json`` holds."""
+
+    problems: int = 0
+    skipped_rows: int = 0
+    graded: int = 0
+    correct: int = 0
+    answered: int = 0
+    samples_started: int = 0
+    samples_finished: int = 0
+    samples_cancelled: int = 0
+    samples_failed: int = 0
+    generated_tokens: int = 0
+    tool_output_tokens: int = 0
+    code_calls: int = 0
+    wall_s: float = 0.0
+    settle_reasons: dict[str, int] = field(default_factory=dict)
+    resumed_problems: int = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Count one problem row (``ProblemResult.to_row()`` or a row read back from disk)."""
+        self.problems += 1
+        self.answered += row["answer"] is not None
+        if row["correct"] is not None:
+            self.graded += 1
+            self.correct += bool(row["correct"])
+        for key in ("samples_started", "samples_finished", "samples_cancelled", "samples_failed",
+                    "generated_tokens", "tool_output_tokens", "code_calls"):
+            setattr(self, key, getattr(self, key) + int(row[key]))
+        reason = row["settle_reason"]
+        self.settle_reasons[reason] = self.settle_reasons.get(reason, 0) + 1
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.graded if self.graded else None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return (self.generated_tokens + self.tool_output_tokens) / self.wall_s if self.wall_s else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["accuracy"] = self.accuracy
+        d["total_tokens"] = self.generated_tokens + self.tool_output_tokens
+        d["tokens_per_s"] = round(self.tokens_per_s, 2)
+        d["problems_per_s"] = round(self.problems / self.wall_s, 4) if self.wall_s else 0.0
+        return d
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines for the terminal."""
+        acc = f"{self.correct}/{self.graded} = {self.accuracy:.1%}" if self.graded else "n/a (no gold answers)"
+        return [
+            f"problems      {self.problems} solved ({self.resumed_problems} from an earlier run),"
+            f" {self.skipped_rows} rows skipped",
+            f"accuracy      {acc}",
+            f"samples       {self.samples_started} started, {self.samples_finished} finished,"
+            f" {self.samples_cancelled} cancelled, {self.samples_failed} failed",
+            f"tokens        {self.generated_tokens} generated + {self.tool_output_tokens} tool output,"
+            f" {self.code_calls} code calls",
+            f"throughput    {self.tokens_per_s:.0f} tokens/s, {self.problems / max(self.wall_s, 1e-9):.2f}"
+            f" problems/s over {self.wall_s:.1f} s",
+            f"settled by    {', '.join(f'{k}: {v}' for k, v in sorted(self.settle_reasons.items()))}",
+        ]
+
+
+class ResultWriter:
+    """Appends results to an output directory; reopening it resumes the run."""
+
+    def __init__(self, out_dir: str | Path, resume: bool = True) -> None:
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.problems_path = self.dir / "problems.jsonl"
+        self.samples_path = self.dir / "samples.jsonl"
+        self.errors_path = self.dir / "errors.jsonl"
+        if not resume:
+            for p in (self.problems_path, self.samples_path, self.errors_path):
+                p.unlink(missing_ok=True)
+        self.done_ids = self._recover()
+        self._problems: TextIO = self.problems_path.open("a", encoding="utf-8")
+        self._samples: TextIO = self.samples_path.open("a", encoding="utf-8")
+        self._errors: TextIO = self.errors_path.open("a", encoding="utf-8")
+        self.started = time.perf_counter()
+
+    def write(self, result: ProblemResult) -> None:
+        for record in result.samples:
+            self._samples.write(json.dumps(record.to_row()) + "\n")
+        self._samples.flush()
+        self._problems.write(json.dumps(result.to_row()) + "\n")
+        self._problems.flush()
+        self.done_ids.add(result.problem_id)
+
+    def write_error(self, error: RowError, source: str) -> None:
+        self._errors.write(json.dumps({"source": source, "row": error.row, "reason": error.reason}) + "\n")
+        self._errors.flush()
+
+    def write_summary(self, summary: RunSummary, extra: dict[str, Any] | None = None) -> Path:
+        path = self.dir / "summary.json"
+        path.write_text(json.dumps({**summary.to_dict(), **(extra or {})}, indent=2) + "\n")
+        return path
+
+    def close(self) -> None:
+        for f in (self._problems, self._samples, self._errors):
+            f.close()
+
+    def __enter__(self) -> "ResultWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _recover(self) -> set[str]:
+        """Ids of problems already done; drops torn lines and orphaned sample rows."""
+        kept = _valid_rows(self.problems_path)
+        self.previous_rows = kept
+        done = {str(row["problem_id"]) for row in kept}
+        _rewrite(self.problems_path, kept)
+        _rewrite(self.samples_path, [r for r in _valid_rows(self.samples_path) if str(r.get("problem_id")) in done])
+        return done
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """All valid JSON rows of a JSONL file (a torn last line is ignored)."""
+    return _valid_rows(Path(path))
+
+
+def _valid_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def _rewrite(path: Path, rows: list[dict[str, Any]]) -> None:
+    if not path.exists():
+        return
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,107 @@
+"""What crosses Ray boundaries and lands on disk: sample requests, sample and problem records.
+
+All plain dataclasses of plain values, so they pickle cheaply and turn into JSON
+rows with ``dataclasses.asdict``. Per-sample records are also the replay traces
+for stop-policy work: answer, tokens, finish order and wall time per sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """One sample of one problem, as the coordinator sends it to an engine actor."""
+
+    problem_id: str
+    sample_idx: int
+    problem_text: str
+    seed: int
+    max_tokens: int
+    max_code_calls: int
+    code_timeout_s: float
+    temperature: float
+    top_p: float
+    top_k: int
+    modulus: int | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.problem_id}#{self.sample_idx}"
+
+
+@dataclass
+class SampleRecord:
+    """One finished (or cancelled) sample; one row of ``samples.jsonl``."""
+
+    problem_id: str
+    sample_idx: int
+    seed: int
+    answer: str | None
+    finish_reason: str
+    """eos | length | cancelled | error"""
+    cancelled: bool
+    generated_tokens: int
+    tool_output_tokens: int
+    code_calls: int
+    code_errors: int
+    wall_s: float
+    start_s: float = 0.0
+    """Start time, seconds after the problem's first sample started."""
+    end_s: float = 0.0
+    finish_order: int | None = None
+    """1 for the first sample of the problem to finish, ...; None when cancelled."""
+    engine: int = -1
+    attempt: int = 1
+    error: str | None = None
+    text: str | None = None
+    """The generated text, when the run keeps texts."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.generated_tokens + self.tool_output_tokens
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        if row["text"] is None:
+            row.pop("text")
+        return row
+
+
+@dataclass
+class ProblemResult:
+    """The outcome of one problem; one row of ``problems.jsonl`` (samples go to their own file)."""
+
+    problem_id: str
+    answer: str | None
+    settle_reason: str
+    votes: dict[str, int]
+    gold: str | None = None
+    correct: bool | None = None
+    samples_budget: int = 0
+    samples_started: int = 0
+    samples_finished: int = 0
+    samples_cancelled: int = 0
+    samples_failed: int = 0
+    generated_tokens: int = 0
+    tool_output_tokens: int = 0
+    code_calls: int = 0
+    settle_s: float = 0.0
+    """Seconds from the first sample's start until the vote settled."""
+    wall_s: float = 0.0
+    """Seconds from the first sample's start until every sample reported back."""
+    policy: str = ""
+    mode: str = ""
+    samples: list[SampleRecord] = field(default_factory=list)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.generated_tokens + self.tool_output_tokens
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row.pop("samples")
+        row["total_tokens"] = self.total_tokens
+        return row

@@ -1,0 +1,119 @@
+"""Ray front of the sandbox: one async actor per node holding a ``LocalSandbox``.
+
+Sandbox code never runs in the actor process (``raise SystemExit`` there would
+kill the actor for good); the actor only awaits its worker processes. It is an
+*async* actor so that ``ray.cancel`` raises ``CancelledError`` at the ``await``
+and ``LocalSandbox`` kills the worker.
+
+If the actor died and was restarted, its sessions are gone: a ``run`` on an
+unknown session id opens a fresh session under the same id, runs the code there
+and prefixes a note saying earlier variables were lost (the sample sees a
+``NameError`` plus the reason, rather than an exception).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import ray
+from ray.actor import ActorHandle
+from ray.exceptions import RayError
+
+from raysolve.sandbox.base import ExecResult
+from raysolve.sandbox.config import SandboxConfig
+from raysolve.sandbox.session import LocalSandbox
+
+RESTART_NOTE = "Note: the sandbox service was restarted; variables from earlier runs are gone."
+
+
+class SandboxPool:
+    """Actor body (plain class; ``sandbox_pool_actor`` wraps it with ``ray.remote``)."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self._config = config or SandboxConfig()
+        self._box: LocalSandbox | None = None  # made inside the actor's event loop
+
+    def _sandbox(self) -> LocalSandbox:
+        if self._box is None:
+            self._box = LocalSandbox(self._config)
+        return self._box
+
+    async def open_session(self) -> str:
+        return await self._sandbox().open_session()
+
+    async def run(self, session_id: str, code: str, timeout_s: float | None = None) -> ExecResult:
+        box = self._sandbox()
+        recreated = not box.has_session(session_id)
+        if recreated:
+            await box.open_session(session_id)
+        result = await box.run(session_id, code, timeout_s)
+        if recreated:
+            result = replace(result, stderr=f"{RESTART_NOTE}\n{result.stderr}" if result.stderr else RESTART_NOTE)
+        return result
+
+    async def close(self, session_id: str) -> None:
+        await self._sandbox().close(session_id)
+
+    async def stats(self) -> dict[str, int]:
+        return self._sandbox().stats()
+
+    async def shutdown(self) -> None:
+        """Kill all workers (the actor stays usable; new sessions start fresh)."""
+        if self._box is not None:
+            box, self._box = self._box, None
+            await box.aclose()
+
+
+def sandbox_pool_actor(
+    config: SandboxConfig | None = None,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    max_concurrency: int = 1000,
+    **options: Any,
+) -> ActorHandle:
+    """Create (or, with ``name``, get) the sandbox pool actor.
+
+    ``num_cpus=0``: the actor itself only waits; its workers' CPU use is bounded by
+    ``config.max_workers``. ``max_restarts=-1`` restarts it after a crash;
+    ``max_task_retries=2`` re-sends a ``run`` that was in flight, which then runs
+    on a fresh session (see module docstring). Extra ``options`` go to
+    ``.options()`` (e.g. a node-affinity scheduling strategy).
+    """
+    remote_cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=2)(SandboxPool)
+    actor_options: dict[str, Any] = {"max_concurrency": max_concurrency, **options}
+    if name is not None:
+        actor_options.update(name=name, get_if_exists=True)
+        if namespace is not None:
+            actor_options["namespace"] = namespace
+    return remote_cls.options(**actor_options).remote(config)
+
+
+class RemoteSandbox:
+    """The ``Sandbox`` protocol over a ``SandboxPool`` actor handle."""
+
+    def __init__(self, handle: ActorHandle) -> None:
+        self._handle = handle
+
+    async def open_session(self) -> str:
+        return await self._handle.open_session.remote()
+
+    async def run(self, session_id: str, code: str, timeout_s: float | None = None) -> ExecResult:
+        """Never raises for code or actor trouble; cancelling it cancels the
+        actor task, which kills the worker."""
+        ref = self._handle.run.remote(session_id, code, timeout_s)
+        try:
+            return await ref
+        except asyncio.CancelledError:
+            ray.cancel(ref)
+            raise
+        except RayError as exc:
+            return ExecResult("killed", stderr=f"SandboxError: the sandbox service is unavailable ({type(exc).__name__}); try again")
+
+    async def close(self, session_id: str) -> None:
+        try:
+            await self._handle.close.remote(session_id)
+        except RayError:
+            pass

@@ -1,0 +1,69 @@
+"""Settings of the sandbox service (host side; the worker gets a JSON subset)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Limits and pool sizes for ``LocalSandbox`` / ``SandboxPool``."""
+
+    max_workers: int = 4
+    """Sessions running code at the same time; more runs wait (2-core boxes: ~cores)."""
+
+    timeout_s: float = 2.0
+    """Default wall-clock limit of one ``run`` (AIMO-2 winners used 2 s); then SIGKILL."""
+
+    cpu_s: float | None = None
+    """CPU-time limit of one run (RLIMIT_CPU, a backstop if the host is stalled);
+    None means ``timeout + 1`` s."""
+
+    memory_mb: int = 1536
+    """Address-space limit of a worker (RLIMIT_AS); numpy + sympy use ~250 MB of it."""
+
+    max_output_chars: int = 4000
+    """Output kept per run (head and tail); the tool loop may cut further."""
+
+    warm_workers: int = 2
+    """Fresh workers started ahead of time to hide the ~0.5 s start-up."""
+
+    max_live_workers: int = 32
+    """Workers kept alive for idle sessions; beyond it the least recently used idle
+    session's worker is stopped and its state is rebuilt by replay when it runs again."""
+
+    replay_budget_s: float = 20.0
+    """Most wall time spent re-running earlier cells after a worker was lost."""
+
+    start_timeout_s: float = 60.0
+    """How long a worker may take to import numpy/sympy and report ready."""
+
+    python: str = field(default_factory=lambda: sys.executable)
+    """Interpreter for workers (needs RestrictedPython, numpy, sympy)."""
+
+    isolate_network: bool = True
+    """Start workers in a new network namespace (``unshare -n``) where the OS allows it."""
+
+    max_recursion: int = 100_000
+    """Highest value the sandbox's ``sys.setrecursionlimit`` accepts."""
+
+    stack_mb: int = 256
+    """Stack of the worker thread that runs cells (deep memoised recursion)."""
+
+    int_max_str_digits: int = 100_000
+    """Digits allowed in int<->str conversion (Python's default is 4300)."""
+
+    def worker_options(self) -> dict[str, Any]:
+        """The part of the config the worker process needs."""
+        return {
+            "memory_mb": self.memory_mb,
+            "max_output": self.max_output_chars,
+            "max_recursion": self.max_recursion,
+            "stack_mb": self.stack_mb,
+            "int_max_str_digits": self.int_max_str_digits,
+        }
+
+    def cpu_limit(self, timeout_s: float) -> float:
+        return self.cpu_s if self.cpu_s is not None else timeout_s + 1.0

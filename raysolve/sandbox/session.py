@@ -1,0 +1,295 @@
+"""``LocalSandbox``: the ``Sandbox`` protocol over worker processes (asyncio, no Ray).
+
+Design:
+
+* One worker process per session, never shared or reused: a worker's globals,
+  imported stand-ins and any library state it touched belong to one sample.
+  ``close()`` kills it. A few fresh workers are started ahead of time
+  (``warm_workers``) so a new session does not wait for numpy/sympy imports.
+* At most ``max_workers`` sessions execute at once (a semaphore); runs of one
+  session are serialised (a lock).
+* Wall-clock limit per run: the worker's process group gets SIGKILL, the run
+  returns ``timeout``. Worker death (memory, RLIMIT_CPU, crash) returns
+  ``killed``. Either way the session survives: the next run starts a fresh
+  worker and first re-runs the session's earlier cells (those that ran, with or
+  without a runtime error; not compile errors and not the killed one) with their
+  output discarded, to rebuild the variables. Replay is limited by
+  ``replay_budget_s``; if it cannot finish, the model is told which state is lost.
+* Idle sessions beyond ``max_live_workers`` lose their worker (least recently
+  used first) and are rebuilt the same way when they run again.
+* Cancelling ``run`` kills the worker and re-raises ``CancelledError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from raysolve.sandbox.base import ExecResult
+from raysolve.sandbox.config import SandboxConfig
+from raysolve.sandbox.process import WorkerDied, WorkerProcess, WorkerTimeout
+
+_REPLAY_OUTPUT = 256
+_MAX_SPAWN_FAILURES = 3
+
+
+@dataclass(frozen=True)
+class _Cell:
+    code: str
+    number: int
+    timeout_s: float
+
+
+@dataclass(eq=False)
+class _Session:
+    id: str
+    worker: WorkerProcess | None = None
+    cells: list[_Cell] = field(default_factory=list)
+    next_cell: int = 1
+    last_used: float = field(default_factory=time.monotonic)
+    closed: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class LocalSandbox:
+    """Stateful restricted-Python sessions in local worker processes."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self._sessions: dict[str, _Session] = {}
+        self._running = asyncio.Semaphore(max(1, self.config.max_workers))
+        self._warm: list[WorkerProcess] = []
+        self._refill_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------ protocol
+
+    async def open_session(self, session_id: str | None = None) -> str:
+        """Register a session (its worker starts on the first run)."""
+        if self._closed:
+            raise RuntimeError("sandbox is shut down")
+        sid = session_id or uuid.uuid4().hex
+        if sid in self._sessions:
+            raise ValueError(f"session {sid!r} already exists")
+        self._sessions[sid] = _Session(sid)
+        self._ensure_warm()
+        return sid
+
+    def has_session(self, session_id: str) -> bool:
+        return session_id in self._sessions
+
+    async def run(self, session_id: str, code: str, timeout_s: float | None = None) -> ExecResult:
+        """Run ``code`` in the session. Raises ``KeyError`` for an unknown
+        session (a caller bug); bad, slow or hostile code only yields results."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise KeyError(f"unknown sandbox session {session_id!r}")
+        timeout = float(timeout_s if timeout_s is not None else self.config.timeout_s)
+        try:
+            async with session.lock, self._running:
+                if session.closed:
+                    return ExecResult("error", stderr="SandboxError: the session was closed")
+                return await self._run_locked(session, code, timeout)
+        finally:
+            session.last_used = time.monotonic()
+            if session.closed and session.worker is not None:
+                session.worker.kill()
+                session.worker = None
+            self._evict_idle()
+
+    async def close(self, session_id: str) -> None:
+        """Forget the session and kill its worker (a running cell ends as ``killed``)."""
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return
+        session.closed = True
+        if session.worker is not None:
+            session.worker.kill()
+            if not session.lock.locked():
+                await session.worker.close()
+                session.worker = None
+
+    async def aclose(self) -> None:
+        """Kill every worker, warm ones included."""
+        self._closed = True
+        if self._refill_task is not None:
+            self._refill_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._refill_task
+        workers = [w for w in self._warm]
+        self._warm.clear()
+        for session in list(self._sessions.values()):
+            session.closed = True
+            if session.worker is not None:
+                workers.append(session.worker)
+        self._sessions.clear()
+        for worker in workers:
+            worker.kill()
+        await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
+
+    async def __aenter__(self) -> LocalSandbox:
+        self._ensure_warm()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def stats(self) -> dict[str, int]:
+        """Counts for monitoring."""
+        live = sum(1 for s in self._sessions.values() if s.worker is not None and s.worker.alive)
+        return {"sessions": len(self._sessions), "live_workers": live, "warm_workers": len(self._warm)}
+
+    # ------------------------------------------------------------ running
+
+    async def _run_locked(self, session: _Session, code: str, timeout: float) -> ExecResult:
+        notes: list[str] = []
+        try:
+            if session.worker is None or not session.worker.alive:
+                session.worker = await self._take_worker()
+                if session.cells:
+                    note = await self._replay(session)
+                    if note:
+                        notes.append(note)
+            return await self._execute(session, code, timeout, notes)
+        except WorkerDied as exc:
+            self._drop_worker(session)
+            return ExecResult("killed", stderr=_join(notes, f"SandboxError: could not start the sandbox ({exc.reason})"))
+        except asyncio.CancelledError:
+            self._drop_worker(session)
+            raise
+        except Exception as exc:  # noqa: BLE001 - never raise into the sample
+            self._drop_worker(session)
+            return ExecResult("killed", stderr=f"SandboxError: internal error ({type(exc).__name__}: {exc})")
+
+    async def _execute(self, session: _Session, code: str, timeout: float, notes: list[str]) -> ExecResult:
+        worker = session.worker
+        assert worker is not None
+        number = session.next_cell
+        session.next_cell += 1
+        started = time.monotonic()
+        kept = " Variables from earlier runs are kept." if session.cells else ""
+        try:
+            response = await worker.request(self._run_request(code, number, timeout), timeout)
+        except WorkerTimeout:
+            self._drop_worker(session)
+            message = f"TimeoutError: the code ran longer than the {timeout:g} s time limit and was stopped.{kept}"
+            return ExecResult("timeout", stderr=_join(notes, message), wall_s=time.monotonic() - started)
+        except WorkerDied as exc:
+            self._drop_worker(session)
+            message = f"SandboxError: the sandbox process died ({exc.reason}) and was restarted.{kept}"
+            return ExecResult("killed", stderr=_join(notes, message), wall_s=time.monotonic() - started)
+        status = "ok" if response.get("status") == "ok" else "error"
+        if status == "ok" or response.get("phase") == "run":
+            session.cells.append(_Cell(code, number, timeout))
+        stdout, truncated = _cap(str(response.get("stdout", "")), self.config.max_output_chars)
+        return ExecResult(
+            status,
+            stdout=stdout,
+            stderr=_join(notes, str(response.get("stderr", ""))),
+            truncated=truncated or bool(response.get("truncated")),
+            wall_s=float(response.get("wall_s", time.monotonic() - started)),
+        )
+
+    def _run_request(self, code: str, number: int, timeout: float, replay: bool = False) -> dict[str, object]:
+        return {
+            "op": "run",
+            "code": code,
+            "cell": number,
+            "cpu_s": self.config.cpu_limit(timeout),
+            "max_output": _REPLAY_OUTPUT if replay else self.config.max_output_chars,
+            "replay": replay,
+        }
+
+    async def _replay(self, session: _Session) -> str | None:
+        """Re-run the session's recorded cells in its fresh worker. Returns a note
+        for the model if some state could not be rebuilt."""
+        deadline = time.monotonic() + self.config.replay_budget_s
+        cells = list(session.cells)
+        for index, cell in enumerate(cells):
+            remaining = deadline - time.monotonic()
+            problem = None
+            if remaining <= 0:
+                problem = "the time for restoring ran out"
+            else:
+                assert session.worker is not None
+                limit = min(cell.timeout_s * 1.5 + 0.5, remaining)
+                try:
+                    await session.worker.request(self._run_request(cell.code, cell.number, limit, replay=True), limit)
+                except WorkerTimeout:
+                    problem = "it timed out when re-run"
+                except WorkerDied as exc:
+                    problem = f"the sandbox process died when re-running it ({exc.reason})"
+            if problem is not None:
+                session.cells = cells[:index]
+                if session.worker is None or not session.worker.alive:
+                    # Start over with what did replay; give up on state if even that fails.
+                    session.worker = await self._take_worker()
+                    if session.cells and await self._replay(session) is not None:
+                        session.cells = []
+                lost = len(cells) - len(session.cells)
+                return (
+                    f"Note: the sandbox was restarted and {lost} of {len(cells)} earlier runs could not be "
+                    f"restored ({problem}); variables defined there are gone."
+                )
+        return None
+
+    def _drop_worker(self, session: _Session) -> None:
+        if session.worker is not None:
+            session.worker.kill()
+            session.worker = None
+
+    # ------------------------------------------------------------ workers
+
+    async def _take_worker(self) -> WorkerProcess:
+        while self._warm:
+            worker = self._warm.pop()
+            if worker.alive:
+                self._ensure_warm()
+                return worker
+        self._ensure_warm()
+        return await WorkerProcess.spawn(self.config)
+
+    def _ensure_warm(self) -> None:
+        if self._closed or self.config.warm_workers <= 0 or len(self._warm) >= self.config.warm_workers:
+            return
+        if self._refill_task is None or self._refill_task.done():
+            self._refill_task = asyncio.get_running_loop().create_task(self._refill())
+
+    async def _refill(self) -> None:
+        failures = 0
+        while not self._closed and len(self._warm) < self.config.warm_workers and failures < _MAX_SPAWN_FAILURES:
+            try:
+                worker = await WorkerProcess.spawn(self.config)
+            except WorkerDied:
+                failures += 1
+                await asyncio.sleep(1.0)
+                continue
+            if self._closed:
+                await worker.close()
+                return
+            self._warm.append(worker)
+
+    def _evict_idle(self) -> None:
+        live = [s for s in self._sessions.values() if s.worker is not None and s.worker.alive]
+        excess = len(live) - self.config.max_live_workers
+        if excess <= 0:
+            return
+        idle = sorted((s for s in live if not s.lock.locked()), key=lambda s: s.last_used)
+        for session in idle[:excess]:
+            self._drop_worker(session)
+
+
+def _join(notes: list[str], text: str) -> str:
+    return "\n".join([*notes, text] if text else notes)
+
+
+def _cap(text: str, limit: int) -> tuple[str, bool]:
+    """Host-side guard on output size (the worker already keeps head and tail)."""
+    slack = limit + 200  # room for the worker's truncation marker
+    if len(text) <= slack:
+        return text, False
+    head = limit * 2 // 3
+    return f"{text[:head]}\n...[{len(text) - limit} characters truncated]...\n{text[-(limit - head):]}", True

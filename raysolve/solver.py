@@ -1,0 +1,110 @@
+"""`Solver`: the one builder that turns a `SolverConfig` into running actors.
+
+The CLI, the dataset job, the Serve app and the AIMO runner all go through it:
+sandbox actors, then engine actors (each loads its engine once), then the
+coordinator. ``solve_iter`` streams problems in with bounded look-ahead and
+yields results as they finish, so a large data set never sits in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Iterator
+
+import ray
+
+from raysolve.actors import SolveOptions, spawn_coordinator, spawn_engine_actor
+from raysolve.config import SolverConfig
+from raysolve.problems import Problem
+from raysolve.records import ProblemResult
+from raysolve.sandbox import RemoteSandbox, sandbox_pool_actor
+
+
+class Solver:
+    def __init__(self, config: SolverConfig, address: str | None = None) -> None:
+        self.config = config
+        self.address = address
+        self.sandboxes: list[Any] = []
+        self.engines: list[Any] = []
+        self.coordinator: Any = None
+        self.depths: list[int] = []
+        self._owns_ray = False
+
+    def start(self) -> "Solver":
+        """Start Ray if needed (local by default) and the actors; waits until engines are loaded."""
+        if not ray.is_initialized():
+            ray.init(
+                address=self.address,
+                include_dashboard=False,
+                log_to_driver=os.environ.get("RAYSOLVE_RAY_LOGS", "0") == "1",
+                configure_logging=False,
+            )
+            self._owns_ray = True
+        cfg = self.config
+        self.sandboxes = [sandbox_pool_actor(cfg.sandbox) for _ in range(cfg.num_sandbox_actors)]
+        self.engines = [
+            spawn_engine_actor(i, cfg, RemoteSandbox(self.sandboxes[i % len(self.sandboxes)]))
+            for i in range(cfg.engine.num_actors)
+        ]
+        self.depths = ray.get([engine.ready.remote() for engine in self.engines])
+        self.coordinator = spawn_coordinator(cfg, self.engines, self.depths)
+        return self
+
+    def solve(self, problem: Problem, options: SolveOptions | None = None) -> ProblemResult:
+        """Solve one problem, latency first (it jumps the batch queue)."""
+        return ray.get(self.coordinator.solve.remote(problem, options))
+
+    def solve_iter(
+        self,
+        problems: Iterable[Problem],
+        options: SolveOptions | None = None,
+        lookahead: int | None = None,
+    ) -> Iterator[ProblemResult]:
+        """Yield results in completion order; at most ``lookahead`` problems are submitted
+        but unfinished at once (default: enough to keep every engine busy twice over)."""
+        lookahead = lookahead or self._default_lookahead()
+        it = iter(problems)
+        pending = 0
+        exhausted = False
+        while True:
+            batch: list[Problem] = []
+            while not exhausted and pending + len(batch) < lookahead:
+                nxt = next(it, None)
+                if nxt is None:
+                    exhausted = True
+                else:
+                    batch.append(nxt)
+            if batch:
+                ray.get(self.coordinator.submit.remote(batch, options))
+                pending += len(batch)
+            if pending == 0 and exhausted:
+                return
+            for result in ray.get(self.coordinator.poll.remote(timeout_s=1.0)):
+                pending -= 1
+                yield result
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "coordinator": ray.get(self.coordinator.stats.remote()),
+            "engines": ray.get([e.stats.remote() for e in self.engines]),
+        }
+
+    def shutdown(self) -> None:
+        for handle in [self.coordinator, *self.engines, *self.sandboxes]:
+            if handle is not None:
+                ray.kill(handle)
+        self.coordinator, self.engines, self.sandboxes = None, [], []
+        if self._owns_ray:
+            ray.shutdown()
+            self._owns_ray = False
+
+    def __enter__(self) -> "Solver":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def _default_lookahead(self) -> int:
+        sched = self.config.scheduling
+        per_problem = sched.num_samples if sched.mode == "launch-all" else sched.pool_size
+        return max(8, 2 * sum(self.depths) // max(1, per_problem))

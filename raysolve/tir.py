@@ -1,0 +1,185 @@
+"""The tool-integrated loop of one sample: generate, run code, append output, repeat.
+
+Engine- and Ray-agnostic: it talks to an ``Engine``, a ``Sandbox`` and a
+``TokenCodec``. Token ids stay here; only the finished ``SampleOutcome`` leaves.
+Cancelling the task that runs ``run_sample`` stops the engine request, closes the
+sandbox session and still returns an outcome (``finish_reason="cancelled"``) with
+the tokens spent so far, so cancelled work is accounted for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from raysolve.answers import parse_answer
+from raysolve.engines.base import Engine, GenerationRequest
+from raysolve.prompting import PromptFormat, TokenCodec
+from raysolve.sandbox.base import Sandbox
+
+SampleFinish = Literal["eos", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """Everything one sample needs besides the engine, sandbox and codec."""
+
+    request_id: str
+    prompt_ids: tuple[int, ...]
+    seed: int
+    max_tokens: int = 4096
+    """Budget of the whole sample: generated tokens plus tool-output tokens."""
+    max_code_calls: int = 6
+    code_timeout_s: float = 2.0
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 0
+    modulus: int | None = None
+
+
+@dataclass
+class SampleOutcome:
+    """What one sample produced; the per-sample record is built from it."""
+
+    finish_reason: SampleFinish = "eos"
+    answer: str | None = None
+    text: str = ""
+    generated_tokens: int = 0
+    tool_output_tokens: int = 0
+    code_calls: int = 0
+    code_errors: int = 0
+    segments: int = 0
+    wall_s: float = 0.0
+    error: str | None = None
+    exec_statuses: list[str] = field(default_factory=list)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.generated_tokens + self.tool_output_tokens
+
+
+async def run_sample(
+    spec: SampleSpec,
+    engine: Engine,
+    sandbox: Sandbox,
+    codec: TokenCodec,
+    fmt: PromptFormat,
+) -> SampleOutcome:
+    """Run one sample to its end (EOS, budget, error or cancellation)."""
+    out = SampleOutcome()
+    started = time.perf_counter()
+    context = list(spec.prompt_ids)
+    pieces: list[str] = []
+    session: str | None = None
+    stop_ids = (codec.code_end_token_id,) if codec.code_end_token_id is not None else ()
+    try:
+        while True:
+            budget = spec.max_tokens - out.total_tokens
+            if budget <= 0:
+                out.finish_reason = "length"
+                break
+            request = GenerationRequest(
+                request_id=f"{spec.request_id}/{out.segments}",
+                prompt_ids=tuple(context),
+                max_tokens=budget,
+                seed=spec.seed + 7919 * out.segments,
+                temperature=spec.temperature,
+                top_p=spec.top_p,
+                top_k=spec.top_k,
+                stop_token_ids=stop_ids,
+            )
+            out.segments += 1
+            segment: list[int] = []
+            try:
+                finish, stop, error = await _generate_segment(engine, request, codec, fmt, segment)
+            finally:  # counted even when cancelled mid-segment
+                out.generated_tokens += len(segment)
+            context.extend(segment)
+            text = codec.decode(segment)
+            pieces.append(text)
+            if finish == "error":
+                out.finish_reason, out.error = "error", error
+                break
+            if finish == "length":
+                out.finish_reason = "length"
+                break
+            if finish == "cancelled":
+                out.finish_reason = "cancelled"
+                break
+            if not _ended_on_code(stop, text, codec, fmt):
+                out.finish_reason = "eos"
+                break
+            code = fmt.extract_code(text) or ""
+            if out.code_calls >= spec.max_code_calls:
+                block = fmt.limit_block()
+            else:
+                if session is None:
+                    session = await sandbox.open_session()
+                result = await sandbox.run(session, code, spec.code_timeout_s)
+                out.code_calls += 1
+                out.exec_statuses.append(result.status)
+                if result.status != "ok":
+                    out.code_errors += 1
+                block = fmt.output_block(result.text, spec.max_code_calls - out.code_calls)
+            block_ids = codec.encode(block)
+            out.tool_output_tokens += len(block_ids)
+            context.extend(block_ids)
+            pieces.append(block)
+    except asyncio.CancelledError:
+        out.finish_reason = "cancelled"
+    finally:
+        if session is not None:
+            await _close_quietly(sandbox, session)
+    out.text = "".join(pieces)
+    out.wall_s = time.perf_counter() - started
+    if out.finish_reason != "cancelled":
+        out.answer = parse_answer(out.text, spec.modulus)
+    return out
+
+
+async def _generate_segment(
+    engine: Engine, request: GenerationRequest, codec: TokenCodec, fmt: PromptFormat, ids: list[int]
+) -> tuple[str, int | None, str | None]:
+    """Stream one segment into ``ids``; returns (finish reason, stop token, error)."""
+    finish, stop, error = "error", None, "engine stream ended without a finish reason"
+    stream = engine.generate(request)
+    try:
+        async for delta in stream:
+            ids.extend(delta.token_ids)
+            if codec.code_end_token_id is None and fmt.code_end in codec.decode(ids):
+                # The code-end tag spans several tokens: stop the request ourselves.
+                await engine.cancel(request.request_id)
+                ids[:] = _cut_at_string(ids, codec, fmt.code_end)
+                return "stop", None, None
+            if delta.finish_reason is not None:
+                finish, stop, error = delta.finish_reason, delta.stop, delta.error
+                break
+    except asyncio.CancelledError:
+        await engine.cancel(request.request_id)
+        raise
+    finally:
+        await stream.aclose()
+    return finish, stop, error
+
+
+def _cut_at_string(ids: list[int], codec: TokenCodec, tag: str) -> list[int]:
+    """The shortest prefix of ``ids`` whose text contains ``tag``."""
+    for n in range(1, len(ids) + 1):
+        if tag in codec.decode(ids[:n]):
+            return ids[:n]
+    return ids
+
+
+def _ended_on_code(stop: int | None, text: str, codec: TokenCodec, fmt: PromptFormat) -> bool:
+    if stop is not None and stop == codec.code_end_token_id:
+        return True
+    return codec.code_end_token_id is None and text.rstrip().endswith(fmt.code_end)
+
+
+async def _close_quietly(sandbox: Sandbox, session: str) -> None:
+    try:
+        await asyncio.shield(sandbox.close(session))
+    except Exception:  # a dead sandbox must not turn a finished sample into an error
+        pass

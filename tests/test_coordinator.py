@@ -1,0 +1,117 @@
+"""Coordinator + engine actors + sandbox actor on a local Ray instance, with the scripted TEST engine.
+
+The scripted engine stands in for the model only; Ray, the actors, the tool loop and the
+process sandbox are real.
+"""
+
+import pytest
+
+from raysolve.actors import SolveOptions
+from raysolve.config import EngineConfig, SolverConfig
+from raysolve.engines.scripted import directive_problem
+from raysolve.problems import Problem
+from raysolve.solver import Solver
+
+
+def scripted_config(**scheduling) -> SolverConfig:
+    cfg = SolverConfig(engine=EngineConfig(backend="scripted", num_cpus=0.5,
+                                           options={"tokens_per_s": 4000, "concurrency": 16}))
+    cfg.budget.max_tokens = 100_000
+    for k, v in scheduling.items():
+        setattr(cfg.scheduling, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def solver(ray_local):
+    with Solver(scripted_config()) as s:
+        yield s
+
+
+def _interval_overlap(records):
+    events = sorted([(r.start_s, 1) for r in records] + [(r.end_s, -1) for r in records],
+                    key=lambda e: (e[0], e[1]))
+    depth = peak = 0
+    for _, d in events:
+        depth += d
+        peak = max(peak, depth)
+    return peak
+
+
+def test_settled_problem_cancels_its_in_flight_siblings(solver):
+    # 8 samples launched together, all answer 42, sample i runs 600*(i+1) tokens.
+    problem = Problem("p", directive_problem(["42"], [600 * (i + 1) for i in range(8)], code=False), answer="42")
+    result = solver.solve(problem, SolveOptions(mode="launch-all", num_samples=8, stop_policy="unbeatable"))
+    assert result.answer == "42" and result.correct is True
+    assert result.settle_reason == "unbeatable"
+    assert result.votes == {"42": 5} and result.samples_finished == 5
+    cancelled = [r for r in result.samples if r.cancelled]
+    assert sorted(r.sample_idx for r in cancelled) == [5, 6, 7]
+    for r in cancelled:  # stopped part-way: fewer tokens than the script would have produced
+        assert 0 < r.generated_tokens < 600 * (r.sample_idx + 1)
+        assert r.finish_reason == "cancelled" and r.finish_order is None
+    assert [r.finish_order for r in result.samples if not r.cancelled] == [1, 2, 3, 4, 5]
+    engines = solver.stats()["engines"]
+    assert sum(e["active"] for e in engines) == 0  # nothing is still generating
+    assert sum(e["samples_cancelled"] for e in engines) >= 3
+
+
+def test_early_stop_saves_tokens_against_the_full_vote(solver):
+    problems = [Problem(f"q{i}", directive_problem(["7"], [200, 260, 320, 380], code=False),
+                        answer="7") for i in range(6)]
+    full = list(solver.solve_iter(problems, SolveOptions(stop_policy="full", num_samples=12, pool_size=4)))
+    early = list(solver.solve_iter(problems, SolveOptions(stop_policy="default", num_samples=12, pool_size=4)))
+    assert {r.problem_id for r in full} == {r.problem_id for r in early} == {p.id for p in problems}
+    assert all(r.answer == "7" and r.correct for r in full + early)
+    full_tokens = sum(r.total_tokens for r in full)
+    early_tokens = sum(r.total_tokens for r in early)
+    assert all(r.samples_started == 12 and r.settle_reason == "budget" for r in full)
+    assert early_tokens < 0.6 * full_tokens
+    for r in early:
+        assert r.samples_started < 12
+        assert _interval_overlap(r.samples) <= 4  # the bounded per-problem pool
+
+
+def test_batch_mode_interleaves_problems_and_votes_by_majority(solver):
+    problems = [Problem(f"m{i}", directive_problem(["1", "2", "2"], [30]), answer="2") for i in range(10)]
+    results = list(solver.solve_iter(problems, SolveOptions(stop_policy="full", num_samples=6, pool_size=2)))
+    assert len(results) == 10
+    for r in results:
+        assert r.votes == {"2": 4, "1": 2} and r.answer == "2" and r.correct
+        assert r.code_calls == 6 and r.tool_output_tokens > 0
+        assert sorted(s.sample_idx for s in r.samples) == list(range(6))
+        assert len({s.seed for s in r.samples}) == 6  # no two samples share a seed
+        assert _interval_overlap(r.samples) <= 2
+
+
+def test_engine_actor_crash_costs_only_in_flight_samples(ray_local):
+    import threading
+    import time
+
+    cfg = scripted_config(num_samples=4, pool_size=4, stop_policy="full")
+    cfg.engine.num_actors = 2
+    with Solver(cfg) as s:
+        problems = [Problem(f"c{i}", directive_problem(["5"], [1500], code=False), answer="5") for i in range(6)]
+        killer = threading.Timer(0.4, lambda: ray_local.kill(s.engines[0], no_restart=False))
+        killer.start()
+        started = time.perf_counter()
+        results = list(s.solve_iter(problems))
+        killer.join()
+        assert time.perf_counter() - started < 60
+        stats = s.stats()["coordinator"]
+    assert len(results) == 6 and all(r.answer == "5" and r.samples_finished == 4 for r in results)
+    assert stats["samples_retried"] >= 1
+    retried = [x for r in results for x in r.samples if x.attempt > 1]
+    assert retried and all(x.finish_reason == "eos" for x in retried)
+
+
+def test_cancel_problem_emits_partial_result(solver):
+    import threading
+
+    problem = Problem("slow", directive_problem(["9"], [20000], code=False))
+    timer = threading.Timer(0.5, lambda: solver.coordinator.cancel_problem.remote("slow"))
+    timer.start()
+    result = solver.solve(problem, SolveOptions(mode="launch-all", num_samples=4))
+    timer.join()
+    assert result.settle_reason == "cancelled" and result.answer is None
+    assert result.samples_cancelled == 4 and result.correct is None

@@ -1,0 +1,442 @@
+"""LocalSandbox: restricted execution in worker processes (no Ray).
+
+Async code runs on one background event loop shared by the module (workers are
+bound to the loop that started them), driven from plain test functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from raysolve.sandbox import ExecResult, LocalSandbox, Sandbox, SandboxConfig
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[LoopThread]:
+    lt = LoopThread()
+    yield lt
+    lt.close()
+
+
+@pytest.fixture(scope="module")
+def box(loop: LoopThread) -> Iterator[LocalSandbox]:
+    sandbox = LocalSandbox(SandboxConfig(max_workers=2, warm_workers=2, timeout_s=2.0))
+    loop.run(sandbox.__aenter__())
+    yield sandbox
+    loop.run(sandbox.aclose())
+
+
+@pytest.fixture
+def run(loop: LoopThread, box: LocalSandbox):
+    """run(code) in one fresh session per test; returns ExecResult."""
+    sid = loop.run(box.open_session())
+
+    def _run(code: str, timeout_s: float | None = None) -> ExecResult:
+        return loop.run(box.run(sid, code, timeout_s))
+
+    _run.sid = sid  # type: ignore[attr-defined]
+    yield _run
+    loop.run(box.close(sid))
+
+
+def ok(result: ExecResult) -> str:
+    assert result.status == "ok", result
+    return result.stdout
+
+
+def test_protocol_and_state_across_runs(box: LocalSandbox, run) -> None:
+    assert isinstance(box, Sandbox)
+    assert ok(run("x = 41\ndef inc(v):\n    return v + 1")) == ""
+    assert ok(run("print(inc(x))")) == "42\n"
+
+
+def test_sympy(run) -> None:
+    out = ok(run(
+        "import sympy as sp\n"
+        "x, y = sp.symbols('x y')\n"
+        "print(sp.solve(x**2 - 4, x), sp.factor(x**2 - y**2), sp.expand((x + 1)**2))\n"
+        "print(sp.Matrix([[1, 2], [3, 4]]).det(), sp.Rational('1/3') + sp.Rational(1, 6), sp.Symbol('z'))\n"
+    ))
+    assert out.splitlines() == ["[-2, 2] (x - y)*(x + y) x**2 + 2*x + 1", "-2 1/2 z"]
+    out = ok(run(
+        "from sympy import *\n"
+        "k = Symbol('k')\n"
+        "print(isprime(97), list(primerange(1, 12)), divisors(12), totient(10), binomial(10, 3))\n"
+        "print(factorint(360), Integer(5) / 2, sqrt(8), pi, oo, summation(k**2, (k, 1, 10)))\n"
+        "print(nsimplify(0.25), nsimplify(1.4142135623730951), simplify((k**2 - 1) / (k - 1)))\n"
+    ))
+    assert out.splitlines() == [
+        "True [2, 3, 5, 7, 11] [1, 2, 3, 4, 6, 12] 4 120",
+        "{2: 3, 3: 2, 5: 1} 5/2 2*sqrt(2) pi oo 385",
+        "1/4 sqrt(2) k + 1",
+    ]
+
+
+def test_sympy_numeric_paths_that_use_lambdify(run) -> None:
+    out = ok(run(
+        "import sympy as sp\nn, x = sp.symbols('n x')\n"
+        "print(sp.Sum(1 / sp.factorial(n), (n, 0, sp.oo)).evalf(10))\n"
+        "print(sp.nsolve(x**2 - 2, x, 1).round(6))\n"
+    ))
+    assert out.splitlines() == ["2.718281828", "1.414214"]
+
+
+def test_numpy(run) -> None:
+    out = ok(run(
+        "import numpy as np\n"
+        "a = np.arange(6).reshape(2, 3)\n"
+        "a[0, 1] += 10\n"
+        "a[1] = [7, 8, 9]\n"
+        "print(a.sum(), a.tolist(), np.linalg.det(np.eye(2)))\n"
+        "print(a)\n"
+    ))
+    assert out.splitlines()[0] == "37 [[0, 11, 2], [7, 8, 9]] 1.0"
+    assert "[[ 0 11  2]" in out
+
+
+def test_itertools_brute_force(run) -> None:
+    out = ok(run(
+        "import itertools\n"
+        "count = 0\n"
+        "for p in itertools.permutations(range(7)):\n"
+        "    if all(abs(p[i] - p[i + 1]) != 1 for i in range(6)):\n"
+        "        count += 1\n"
+        "print(count, len(list(itertools.combinations(range(10), 3))))\n"
+    ))
+    assert out == "646 120\n"  # OEIS A002464(7)
+
+
+def test_classes_and_dunders(run) -> None:
+    out = ok(run(
+        "class Base:\n"
+        "    made = 0\n"
+        "    def __init__(self, v):\n"
+        "        self.v = v\n"
+        "        self.hits = 0\n"
+        "        Base.made += 1\n"
+        "class Vec(Base):\n"
+        "    def __init__(self, v):\n"
+        "        super().__init__(v)\n"
+        "    def __add__(self, other):\n"
+        "        return Vec(self.v + other.v)\n"
+        "    def __repr__(self):\n"
+        "        return f'Vec({self.v})'\n"
+        "    def bump(self):\n"
+        "        self.hits += 1\n"
+        "        return self\n"
+        "w = (Vec(1) + Vec(2)).bump()\n"
+        "print(w, w.hits, Base.made, type(w).__name__)\n"
+    ))
+    assert out == "Vec(3) 1 3 Vec\n"
+
+
+def test_memoised_recursion(run) -> None:
+    out = ok(run(
+        "import sys\nfrom functools import lru_cache\n"
+        "sys.setrecursionlimit(10**6)\n"
+        "@lru_cache(maxsize=None)\n"
+        "def f(n):\n"
+        "    return 0 if n == 0 else f(n - 1) + n\n"
+        "print(f(30000))\n"
+        "@lru_cache(None)\n"
+        "def fib(n):\n"
+        "    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"
+        "print(fib(90))\n"
+    ))
+    assert out == f"{30000 * 30001 // 2}\n2880067194370816120\n"
+
+
+def test_everyday_syntax(run) -> None:
+    out = ok(run(
+        "from collections import defaultdict, Counter\n"
+        "d = defaultdict(int)\n"
+        "for ch in 'banana':\n"
+        "    d[ch] += 1\n"
+        "c = Counter('banana')\n"
+        "c['z'] += 2\n"
+        "def counter():\n"
+        "    n = 0\n"
+        "    def tick():\n"
+        "        nonlocal n\n"
+        "        n += 1\n"
+        "    tick(); tick()\n"
+        "    return n\n"
+        "total: int = counter()\n"
+        "pairs = sorted(zip([3, 1, 2], 'abc'))\n"
+        "if __name__ == '__main__':\n"
+        "    print(dict(d), c.most_common(1), total, pairs, tuple(reversed(range(3))))\n"
+        "    print(f'{total:>4}|{3.14159:.2f}|{\"x\"!r}', 'a{}b{k}'.format(1, k=2), '%05d' % 42)\n"
+        "a, (b, c2) = 1, (2, 3)\n"
+        "print([i * j for i in range(2) for j in range(2)], a + b + c2)\n"
+    ))
+    assert out.splitlines() == [
+        "{'b': 1, 'a': 3, 'n': 2} [('a', 3)] 2 [(1, 'b'), (2, 'c'), (3, 'a')] (2, 1, 0)",
+        "   2|3.14|'x' a1b2 00042",
+        "[0, 0, 0, 1] 6",
+    ]
+
+
+def test_big_int_printing(run) -> None:
+    out = ok(run("print(2**10000)"))
+    assert out.strip() == str(2**10000)
+    res = run("print(10**200000)")
+    assert res.status == "error" and "Exceeds the limit" in res.stderr
+    assert ok(run("import sys\nsys.set_int_max_str_digits(0)\nprint(len(str(10**200000)))")) == "200001\n"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("import os", "ImportError: import of 'os' is not allowed"),
+        ("import subprocess", "ImportError: import of 'subprocess' is not allowed"),
+        ("from os import path", "ImportError: import of 'os' is not allowed"),
+        ("open('/etc/passwd')", "PermissionError: open() is not available"),
+        ("().__class__.__bases__", 'SyntaxError: line 1: "__bases__" is an invalid attribute name'),
+        ("x = 1\ngetattr(x, '__class__')", "AttributeError: access to '__class__' is not allowed"),
+        ("import numpy as np\nnp.load('x.npy')", "AttributeError: module 'numpy' has no attribute 'load' (not available"),
+        ("import numpy as np\nnp.fromfile('/proc/self/environ')", "has no attribute 'fromfile'"),
+        ("from numpy import loadtxt", "ImportError: cannot import name 'loadtxt' from 'numpy' (not available"),
+        ("import numpy as np\nnp.zeros(2).tofile('x')", "access to 'tofile' is not allowed"),
+        ("import numpy.testing", "import of 'numpy.testing' is not allowed"),
+        ("from sympy import sympify", "cannot import name 'sympify' from 'sympy'"),
+        ("import sympy\nsympy.sympify(\"__import__('os')\")", "has no attribute 'sympify'"),
+        ("import sympy\nsympy.simplify(\"__import__('os').system('id')\")", "SympifyError: parsing strings is disabled"),
+        ("from sympy import Symbol\nSymbol('x').subs('x', \"__import__('os')\")", "SympifyError: parsing strings is disabled"),
+        ("import sympy\nsympy.S(\"__import__('os')\")", "SympifyError: parsing strings is disabled"),
+        ("from sympy import nsolve, Function, Symbol\nx = Symbol('x')\n"
+         "nsolve(Function(\"__import__('os').system\")(x) - 2, x, 1)", "lambdify of"),
+        ("import sympy\nsympy.lambdify", "has no attribute 'lambdify'"),
+        ("import fractions\nfractions.sys", "module 'fractions' has no attribute 'sys' (not available"),
+        ("import statistics\nstatistics.sys.modules", "has no attribute 'sys'"),
+        ("'{0.__class__}'.format(1)", "AttributeError: access to '__class__' is not allowed"),
+        ("str.format('{0.__init__.__globals__}', 1)", "access to '__globals__' is not allowed"),
+        ("from operator import attrgetter", "cannot import name 'attrgetter'"),
+        ("from functools import singledispatch", "cannot import name 'singledispatch'"),
+        ("def g():\n    yield 1\ngetattr(g(), 'gi_frame')", "access to 'gi_frame' is not allowed"),
+        ("int.mro()", "access to 'mro' is not allowed"),
+        ("import math\nmath.pi = 3", "cannot set attributes of module 'math'"),
+        ("eval('1+1')", "SyntaxError: line 1: Eval calls are not allowed"),
+        ("import time\ntime.sleep.__globals__", 'invalid attribute name because it starts with "_"'),
+        ("from sympy import var\nvar('_getattr_')", "cannot import name 'var'"),
+    ],
+)
+def test_rejections(run, code: str, expected: str) -> None:
+    res = run(code)
+    assert res.status == "error", res
+    assert expected in res.stderr, res.stderr
+    assert len(res.stderr) < 800
+
+
+def test_errors_are_short_tracebacks(run) -> None:
+    res = run("def f(x):\n    return 1 / x\n\ny = 2\nprint(f(0))")
+    assert res.status == "error"
+    assert res.stderr.splitlines() == [
+        "Traceback (most recent call last):",
+        '  File "<cell 1>", line 5, in <module>',
+        "    print(f(0))",
+        '  File "<cell 1>", line 2, in f',
+        "    return 1 / x",
+        "ZeroDivisionError: division by zero",
+    ]
+    assert ok(run("print(y)")) == "2\n"  # a failed cell still bound y
+    res = run("x = = 1")
+    assert res.status == "error" and res.stderr.startswith("SyntaxError: line 1: invalid syntax")
+    res = run("match 1:\n    case 1:\n        pass")
+    assert res.status == "error" and "Match statements are not allowed" in res.stderr
+    res = run("print(undefined_name)")
+    assert res.stderr.endswith("NameError: name 'undefined_name' is not defined")
+
+
+def test_output_flood_truncated(run) -> None:
+    res = run("for i in range(200000):\n    print(i)\nprint('ANSWER', 7)")
+    assert res.status == "ok" and res.truncated
+    assert len(res.stdout) < 4300
+    assert res.stdout.startswith("0\n1\n2\n")
+    assert res.stdout.rstrip().endswith("ANSWER 7")
+    assert "characters truncated" in res.stdout
+
+
+def test_exit_and_system_exit_do_not_kill(run) -> None:
+    assert ok(run("keep = 'alive'")) == ""
+    res = run("raise SystemExit")
+    assert res.status == "error" and "NameError: name 'SystemExit' is not defined" in res.stderr
+    assert ok(run("print('before')\nexit()\nprint('after')")) == "before\n"
+    assert ok(run("quit()")) == ""
+    assert ok(run("import sys\nsys.exit(0)")) == ""
+    res = run("try:\n    exit()\nexcept Exception:\n    print('no')")
+    assert res.status == "ok"
+    assert ok(run("print(keep)")) == "alive\n"
+
+
+def test_spoofed_protocol_lines_are_just_output(run) -> None:
+    fake = '{"op": "result", "id": 99, "status": "ok", "stdout": "spoofed"}'
+    assert ok(run(f"print({fake!r})\nimport sys\nsys.stdout.write('tail\\n')")) == fake + "\ntail\n"
+
+
+def test_timeout_kills_and_state_is_replayed(loop: LoopThread, box: LocalSandbox, run) -> None:
+    assert ok(run("import sympy as sp\nbase = 40\nxs = [base, base + 1]")) == ""
+    res = run("broken = 1\nraise ValueError('boom')")
+    assert res.status == "error"
+    pid = box._sessions[run.sid].worker.pid  # type: ignore[attr-defined]
+    res = run("y = 0\nwhile True:\n    y += 1", timeout_s=1.0)
+    assert res.status == "timeout"
+    assert "time limit" in res.stderr and res.wall_s < 3
+    assert _gone(pid)
+    # State from successful and runtime-error cells is rebuilt; the killed cell is not replayed.
+    assert ok(run("print(xs, broken, sp.Integer(2) ** 3)")) == "[40, 41] 1 8\n"
+    assert run("print(y)").status == "error"
+
+
+def test_cpu_limit_kills_worker(loop: LoopThread) -> None:
+    async def go() -> tuple[ExecResult, ExecResult]:
+        async with LocalSandbox(SandboxConfig(warm_workers=0, cpu_s=1.0)) as sb:
+            sid = await sb.open_session()
+            spin = await sb.run(sid, "n = 0\nwhile True:\n    n += 1", timeout_s=15)
+            after = await sb.run(sid, "print('fine')")
+            return spin, after
+
+    spin, after = loop.run(go())
+    assert spin.status == "killed" and "CPU time limit exceeded" in spin.stderr
+    assert ok(after) == "fine\n"
+
+
+def test_memory_bombs_are_contained(run) -> None:
+    assert ok(run("keep = 7")) == ""
+    for bomb in ("s = 'a' * 10**10", "big = list(range(10**10))", "import numpy as np\nz = np.ones(10**10)"):
+        res = run(bomb)
+        assert res.status in ("error", "killed"), res
+        assert "MemoryError" in res.stderr or "memory" in res.stderr.lower(), res.stderr
+    assert ok(run("print(keep)")) == "7\n"
+
+
+def test_environment_not_visible(loop: LoopThread, box: LocalSandbox, run) -> None:
+    os.environ["RAYSOLVE_TEST_SECRET"] = "hunter2"
+    try:
+        sid = loop.run(box.open_session())
+        try:
+            res = loop.run(box.run(sid, "import sys\nprint(sys.argv, 1)"))
+            assert ok(res) == "[] 1\n"
+            for probe in (
+                "open('/proc/self/environ').read()",
+                "import numpy as np\nnp.fromfile('/proc/self/environ', dtype=np.uint8)",
+                "import numpy as np\nnp.loadtxt('/proc/self/environ')",
+                "import os\nos.environ",
+                "import sys\nsys.modules['os'].environ",
+            ):
+                res = loop.run(box.run(sid, probe))
+                assert res.status == "error" and "hunter2" not in res.text, res
+            pid = box._sessions[sid].worker.pid
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = dict(item.split(b"=", 1) for item in fh.read().split(b"\0") if item)
+            assert b"RAYSOLVE_TEST_SECRET" not in env
+            assert env[b"OPENBLAS_NUM_THREADS"] == b"1"
+            assert set(env) <= {k.encode() for k in _ALLOWED_ENV}
+            assert os.listdir(f"/proc/{pid}/cwd") == []
+        finally:
+            loop.run(box.close(sid))
+    finally:
+        del os.environ["RAYSOLVE_TEST_SECRET"]
+
+
+_ALLOWED_ENV = {
+    "PATH", "PYTHONPATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PYTHONHASHSEED",
+    "PYTHONDONTWRITEBYTECODE", "PYTHONNOUSERSITE", "PYTHONIOENCODING", "MALLOC_ARENA_MAX",
+    "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+}
+
+
+def test_worker_limits_and_network_namespace(box: LocalSandbox, run) -> None:
+    ok(run("pass"))
+    pid = box._sessions[run.sid].worker.pid  # type: ignore[attr-defined]
+    limits = open(f"/proc/{pid}/limits").read()
+    assert any(line.startswith("Max file size") and " 0 " in line for line in limits.splitlines())
+    assert any(line.startswith("Max core file size") and " 0 " in line for line in limits.splitlines())
+    assert any(line.startswith("Max address space") and str(1536 * 2**20) in line for line in limits.splitlines())
+    if box.config.isolate_network and os.path.exists("/usr/bin/unshare"):
+        from raysolve.sandbox.process import _network_prefix
+
+        if _network_prefix:
+            assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+
+
+def test_cancellation_kills_worker_and_session_recovers(loop: LoopThread, box: LocalSandbox, run) -> None:
+    assert ok(run("state = 'kept'")) == ""
+    pid = box._sessions[run.sid].worker.pid  # type: ignore[attr-defined]
+
+    async def cancel_midway() -> bool:
+        task = asyncio.ensure_future(box.run(run.sid, "while True:\n    pass", 30))  # type: ignore[attr-defined]
+        await asyncio.sleep(0.5)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert loop.run(cancel_midway())
+    assert _gone(pid)
+    assert ok(run("print(state)")) == "kept\n"
+
+
+def test_parallel_sessions_are_isolated(loop: LoopThread, box: LocalSandbox) -> None:
+    async def go() -> list[str]:
+        sids = [await box.open_session() for _ in range(3)]
+        await asyncio.gather(*(box.run(s, f"v = {i}") for i, s in enumerate(sids)))
+        results = await asyncio.gather(*(box.run(s, "print(v)") for s in sids))
+        await asyncio.gather(*(box.close(s) for s in sids))
+        return [ok(r) for r in results]
+
+    assert loop.run(go()) == ["0\n", "1\n", "2\n"]
+
+
+def test_close_kills_worker(loop: LoopThread, box: LocalSandbox) -> None:
+    sid = loop.run(box.open_session())
+    ok(loop.run(box.run(sid, "pass")))
+    pid = box._sessions[sid].worker.pid
+    loop.run(box.close(sid))
+    assert _gone(pid)
+    with pytest.raises(KeyError):
+        loop.run(box.run(sid, "pass"))
+
+
+def _gone(pid: int, wait_s: float = 3.0) -> bool:
+    """The process exited (a zombie counts): SIGKILL takes a moment to land."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if not os.path.exists(f"/proc/{pid}") or _is_zombie(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] in ("Z", "X")
+    except OSError:
+        return True

@@ -1,0 +1,125 @@
+"""SandboxPool actor + RemoteSandbox adapter on a local Ray instance."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from raysolve.sandbox import RemoteSandbox, Sandbox, SandboxConfig, sandbox_pool_actor  # noqa: E402
+from raysolve.sandbox.actor import RESTART_NOTE  # noqa: E402
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": ROOT}},  # workers import raysolve from this checkout
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def pool(ray_session: None):
+    handle = sandbox_pool_actor(SandboxConfig(max_workers=3, warm_workers=3, timeout_s=2.0))
+    ray.get(handle.stats.remote())  # actor up
+    yield handle
+    ray.get(handle.shutdown.remote())
+    ray.kill(handle, no_restart=True)
+
+
+def test_remote_state_and_parallel_sessions(pool) -> None:
+    sandbox = RemoteSandbox(pool)
+    assert isinstance(sandbox, Sandbox)
+
+    async def go() -> tuple[list[str], float]:
+        sids = [await sandbox.open_session() for _ in range(3)]
+        await asyncio.gather(*(sandbox.run(s, f"import time\nv = {i} * 10") for i, s in enumerate(sids)))
+        started = time.monotonic()
+        sleepy = await asyncio.gather(*(sandbox.run(s, "time.sleep(0.8)\nprint(v)") for s in sids))
+        elapsed = time.monotonic() - started
+        await asyncio.gather(*(sandbox.close(s) for s in sids))
+        return [r.stdout for r in sleepy], elapsed
+
+    outputs, elapsed = asyncio.run(go())
+    assert outputs == ["0\n", "10\n", "20\n"]
+    assert elapsed < 2.0  # the three sessions ran side by side, not one after another
+
+
+def test_remote_errors_timeouts_and_cancellation(pool) -> None:
+    sandbox = RemoteSandbox(pool)
+
+    async def go() -> list:
+        sid = await sandbox.open_session()
+        results = [await sandbox.run(sid, "import os")]
+        results.append(await sandbox.run(sid, "answer = 6 * 7"))
+        results.append(await sandbox.run(sid, "while True:\n    pass", timeout_s=1.0))
+        task = asyncio.ensure_future(sandbox.run(sid, "while True:\n    pass", timeout_s=30))
+        await asyncio.sleep(1.0)
+        task.cancel()
+        try:
+            await task
+            results.append("not cancelled")
+        except asyncio.CancelledError:
+            results.append("cancelled")
+        results.append(await sandbox.run(sid, "print(answer)"))
+        await sandbox.close(sid)
+        return results
+
+    imported, assigned, timed_out, cancelled, after = asyncio.run(go())
+    assert imported.status == "error" and "import of 'os' is not allowed" in imported.stderr
+    assert assigned.status == "ok"
+    assert timed_out.status == "timeout"
+    assert cancelled == "cancelled"
+    assert after.status == "ok" and after.stdout == "42\n"
+
+
+def test_unknown_session_after_restart_is_recreated(pool) -> None:
+    sandbox = RemoteSandbox(pool)
+
+    async def go():
+        sid = await sandbox.open_session()
+        await sandbox.run(sid, "lost = 1")
+        await sandbox.close(sid)  # what an actor restart looks like to the session
+        first = await sandbox.run(sid, "print(lost)")
+        second = await sandbox.run(sid, "again = 2\nprint(again)")
+        third = await sandbox.run(sid, "print(again + 1)")
+        await sandbox.close(sid)
+        return first, second, third
+
+    first, second, third = asyncio.run(go())
+    assert first.status == "error"
+    assert first.stderr.startswith(RESTART_NOTE) and "NameError" in first.stderr
+    assert second.status == "ok" and second.stdout == "2\n"
+    assert third.stdout == "3\n" and RESTART_NOTE not in third.stderr
+
+
+def test_actor_crash_is_survived(ray_session: None) -> None:
+    handle = sandbox_pool_actor(SandboxConfig(max_workers=1, warm_workers=0))
+    sandbox = RemoteSandbox(handle)
+
+    async def go():
+        sid = await sandbox.open_session()
+        before = await sandbox.run(sid, "x = 5\nprint(x)")
+        ray.kill(handle, no_restart=False)  # hard crash; Ray restarts the actor
+        await asyncio.sleep(0.5)
+        after = await sandbox.run(sid, "print('alive')")
+        return before, after
+
+    try:
+        before, after = asyncio.run(go())
+    finally:
+        ray.kill(handle, no_restart=True)
+    assert before.stdout == "5\n"
+    assert after.status == "ok" and after.stdout == "alive\n"
+    assert RESTART_NOTE in after.stderr

@@ -1,0 +1,101 @@
+"""The tool-integrated loop with the scripted TEST engine and the real (process) sandbox."""
+
+import asyncio
+
+import pytest
+
+from raysolve.engines.base import GenerationRequest
+from raysolve.engines.scripted import CharCodec, ScriptedEngine, ScriptedEngineConfig
+from raysolve.prompting import PromptFormat
+from raysolve.sandbox import LocalSandbox, SandboxConfig
+from raysolve.tir import SampleSpec, run_sample
+
+FMT = PromptFormat()
+CODEC = CharCodec()
+
+
+def two_call_script(text: str, request: GenerationRequest) -> str:
+    """First call defines n, the second uses it; then the answer is read from the output."""
+    calls = text.count("```output")
+    if calls == 0:
+        return "Define n.<tool_call>\n```python\nn = 12\nprint('defined')\n```\n</tool_call>"
+    if calls == 1:
+        return "Now use it.<tool_call>\n```python\nimport sympy\nprint(sympy.divisor_count(n) * 10)\n```\n</tool_call>"
+    value = text.rsplit("```output\n", 1)[1].split("\n", 1)[0]
+    return f"So the answer is \\boxed{{{value}}}."
+
+
+def _spec(**kw):
+    base = dict(request_id="p#0", prompt_ids=tuple(FMT.prompt_ids(CODEC, "x?", 6)), seed=1)
+    return SampleSpec(**{**base, **kw})
+
+
+def _run(script, spec, sandbox_cfg=None, cancel_after=None):
+    async def go():
+        engine = ScriptedEngine(ScriptedEngineConfig(script=script, tokens_per_s=5000))
+        sandbox = LocalSandbox(sandbox_cfg or SandboxConfig(max_workers=2))
+        try:
+            task = asyncio.ensure_future(run_sample(spec, engine, sandbox, CODEC, FMT))
+            if cancel_after is not None:
+                await asyncio.sleep(cancel_after)
+                task.cancel()
+            out = await task
+            return out, engine.stats()
+        finally:
+            await sandbox.aclose()
+    return asyncio.run(go())
+
+
+def test_two_stateful_code_calls_then_boxed_answer():
+    out, stats = _run(two_call_script, _spec())
+    assert out.finish_reason == "eos"
+    assert out.code_calls == 2 and out.code_errors == 0 and out.exec_statuses == ["ok", "ok"]
+    assert out.answer == "60"  # 12 has 6 divisors, computed in the sandbox from state of call 1
+    assert "```output\ndefined\n```\nRemaining code calls: 5." in out.text
+    assert out.tool_output_tokens == sum(len(CODEC.encode(b)) for b in [
+        FMT.output_block("defined\n", 5), FMT.output_block("60\n", 4)])
+    assert out.generated_tokens == stats["tokens_generated"]
+    assert stats["active"] == 0
+
+
+def test_code_error_goes_back_to_the_model():
+    def script(text, request):
+        if "```output" not in text:
+            return "<tool_call>\nprint(undefined_name)\n</tool_call>"
+        return "\\boxed{1}"
+    out, _ = _run(script, _spec())
+    assert out.code_errors == 1 and out.exec_statuses == ["error"]
+    assert "NameError" in out.text and out.answer == "1"
+
+
+def test_code_call_limit_appends_a_note_instead_of_running():
+    def script(text, request):
+        if "```output" not in text:
+            return "<tool_call>\nprint(1)\n</tool_call>"
+        return "\\boxed{2}"
+    out, _ = _run(script, _spec(max_code_calls=0))
+    assert out.code_calls == 0 and "Code call limit reached" in out.text and out.answer == "2"
+
+
+def test_token_budget_counts_tool_output_and_ends_with_length():
+    out, _ = _run(two_call_script, _spec(max_tokens=90))
+    assert out.finish_reason == "length"
+    assert out.answer is None
+    assert out.generated_tokens + out.tool_output_tokens >= 90
+
+
+def test_answer_modulus():
+    out, _ = _run(two_call_script, _spec(modulus=7))
+    assert out.answer == str(60 % 7)
+
+
+@pytest.mark.parametrize("cancel_after", [0.05, 0.3])
+def test_cancel_stops_engine_and_reports_tokens_spent(cancel_after):
+    def slow(text, request):
+        if "```output" not in text:
+            return "<tool_call>\nimport time\nfor i in range(3): sum(range(10**6))\nprint(1)\n</tool_call>"
+        return "." * 4000 + "\\boxed{3}"
+    out, stats = _run(slow, _spec(max_tokens=100_000), cancel_after=cancel_after)
+    assert out.finish_reason == "cancelled" and out.answer is None
+    assert 0 < out.generated_tokens < 4000
+    assert stats["active"] == 0
