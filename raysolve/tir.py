@@ -34,6 +34,7 @@ class SampleSpec:
     max_code_calls: int = 6
     code_timeout_s: float = 2.0
     temperature: float = 0.7
+    """0 asks for greedy decoding (every sample then gives the same text)."""
     top_p: float = 0.95
     top_k: int = 0
     modulus: int | None = None
@@ -89,6 +90,7 @@ async def run_sample(
                 top_p=spec.top_p,
                 top_k=spec.top_k,
                 stop_token_ids=stop_ids,
+                greedy=spec.temperature <= 0,
             )
             out.segments += 1
             segment: list[int] = []

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -16,6 +18,8 @@ from typing import Any, TypeVar
 import pytest
 
 from raysolve.sandbox import ExecResult, LocalSandbox, Sandbox, SandboxConfig
+
+pytestmark = pytest.mark.timeout(120)
 
 T = TypeVar("T")
 
@@ -59,6 +63,18 @@ def run(loop: LoopThread, box: LocalSandbox):
         return loop.run(box.run(sid, code, timeout_s))
 
     _run.sid = sid  # type: ignore[attr-defined]
+    yield _run
+    loop.run(box.close(sid))
+
+
+@pytest.fixture(scope="module")
+def shared_run(loop: LoopThread, box: LocalSandbox):
+    """One session for tests that only check rejections (saves a worker start each)."""
+    sid = loop.run(box.open_session())
+
+    def _run(code: str, timeout_s: float | None = None) -> ExecResult:
+        return loop.run(box.run(sid, code, timeout_s))
+
     yield _run
     loop.run(box.close(sid))
 
@@ -150,8 +166,19 @@ def test_classes_and_dunders(run) -> None:
         "        return self\n"
         "w = (Vec(1) + Vec(2)).bump()\n"
         "print(w, w.hits, Base.made, type(w).__name__)\n"
+        "class Bag(dict):\n"
+        "    def __init__(self):\n"
+        "        dict.__init__(self, a=1)\n"
+        "class Oops(Exception):\n"
+        "    def __init__(self, msg):\n"
+        "        Exception.__init__(self, msg)\n"
+        "        self.code = 7\n"
+        "try:\n"
+        "    raise Oops('bad')\n"
+        "except Oops as e:\n"
+        "    print(Bag(), e, e.code)\n"
     ))
-    assert out == "Vec(3) 1 3 Vec\n"
+    assert out == "Vec(3) 1 3 Vec\n{'a': 1} bad 7\n"
 
 
 def test_memoised_recursion(run) -> None:
@@ -233,7 +260,8 @@ def test_big_int_printing(run) -> None:
         ("import fractions\nfractions.sys", "module 'fractions' has no attribute 'sys' (not available"),
         ("import statistics\nstatistics.sys.modules", "has no attribute 'sys'"),
         ("'{0.__class__}'.format(1)", "AttributeError: access to '__class__' is not allowed"),
-        ("str.format('{0.__init__.__globals__}', 1)", "access to '__globals__' is not allowed"),
+        ("def f():\n    pass\nstr.format('{0.__globals__}', f)", "access to '__globals__' is not allowed"),
+        ("'{0.__init__}'.format(1)", "'__init__' can only be used on objects of classes defined"),
         ("from operator import attrgetter", "cannot import name 'attrgetter'"),
         ("from functools import singledispatch", "cannot import name 'singledispatch'"),
         ("def g():\n    yield 1\ngetattr(g(), 'gi_frame')", "access to 'gi_frame' is not allowed"),
@@ -242,10 +270,13 @@ def test_big_int_printing(run) -> None:
         ("eval('1+1')", "SyntaxError: line 1: Eval calls are not allowed"),
         ("import time\ntime.sleep.__globals__", 'invalid attribute name because it starts with "_"'),
         ("from sympy import var\nvar('_getattr_')", "cannot import name 'var'"),
+        ("import sys\nsys.stdout.__init__(10**9)", "'__init__' can only be used on objects of classes defined"),
+        ("import sys\ntype(sys.stdout).__init__(sys.stdout, 10**9)", "can only be called on objects of classes defined"),
+        ("import numpy as np\nnp.random.default_rng().bit_generator.ctypes", "access to 'ctypes' is not allowed"),
     ],
 )
-def test_rejections(run, code: str, expected: str) -> None:
-    res = run(code)
+def test_rejections(shared_run, code: str, expected: str) -> None:
+    res = shared_run(code)
     assert res.status == "error", res
     assert expected in res.stderr, res.stderr
     assert len(res.stderr) < 800
@@ -292,9 +323,9 @@ def test_exit_and_system_exit_do_not_kill(run) -> None:
     assert ok(run("print(keep)")) == "alive\n"
 
 
-def test_spoofed_protocol_lines_are_just_output(run) -> None:
+def test_spoofed_protocol_lines_are_just_output(shared_run) -> None:
     fake = '{"op": "result", "id": 99, "status": "ok", "stdout": "spoofed"}'
-    assert ok(run(f"print({fake!r})\nimport sys\nsys.stdout.write('tail\\n')")) == fake + "\ntail\n"
+    assert ok(shared_run(f"print({fake!r})\nimport sys\nsys.stdout.write('tail\\n')")) == fake + "\ntail\n"
 
 
 def test_timeout_kills_and_state_is_replayed(loop: LoopThread, box: LocalSandbox, run) -> None:
@@ -422,6 +453,41 @@ def test_close_kills_worker(loop: LoopThread, box: LocalSandbox) -> None:
     assert _gone(pid)
     with pytest.raises(KeyError):
         loop.run(box.run(sid, "pass"))
+
+
+def test_idle_workers_are_evicted_and_rebuilt(loop: LoopThread) -> None:
+    async def go() -> tuple[str, str, dict[str, int], ExecResult]:
+        async with LocalSandbox(SandboxConfig(warm_workers=0, max_live_workers=1)) as sb:
+            a, b = await sb.open_session(), await sb.open_session()
+            await sb.run(a, "x = 'from a'")
+            await sb.run(b, "y = 'from b'")  # a's worker is stopped: one live worker allowed
+            stats = sb.stats()
+            back_in_a = (await sb.run(a, "print(x)")).stdout  # replayed in a new worker
+            back_in_b = (await sb.run(b, "print(y)")).stdout
+        async with LocalSandbox(SandboxConfig(warm_workers=0, max_live_workers=1, replay_budget_s=0.0)) as sb:
+            a, b = await sb.open_session(), await sb.open_session()
+            await sb.run(a, "x = 1")
+            await sb.run(b, "pass")
+            lost = await sb.run(a, "print('still runs')")
+        return back_in_a + back_in_b, str(stats["live_workers"]), stats, lost
+
+    outputs, live, stats, lost = loop.run(go())
+    assert live == "1", stats
+    assert outputs == "from a\nfrom b\n"
+    assert lost.status == "ok" and lost.stdout == "still runs\n"
+    assert "1 of 1 earlier runs could not be restored" in lost.stderr
+
+
+def test_host_side_imports_stay_light() -> None:
+    code = (
+        "import sys, raysolve.sandbox as s\n"
+        "s.LocalSandbox, s.SandboxConfig, s.ExecResult\n"
+        "heavy = {'numpy', 'sympy', 'ray', 'RestrictedPython'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 def _gone(pid: int, wait_s: float = 3.0) -> bool:

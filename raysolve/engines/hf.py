@@ -1,6 +1,7 @@
 """The ``hf`` backend: transformers' continuous-batching manager behind the `Engine` protocol.
 
-Built against transformers 5.23 (``transformers.generation.continuous_batching``):
+Built against transformers 5.23, also tested with 5.17 on CPU
+(``transformers.generation.continuous_batching``):
 ``model.init_continuous_batching(generation_config=, continuous_batching_config=)``
 returns a ``ContinuousBatchingManager`` whose background thread schedules and
 runs the batches; requests go in with ``manager.add_request(input_ids,
@@ -31,7 +32,9 @@ Sampling and seeds
     runs — always so on CPU in our tests, but batched kernels may round
     differently for different batch compositions (in particular on GPU), and
     a flipped near-tie then changes the continuation. Reproducibility is
-    therefore "same seed, same batch layout, same hardware", not absolute.
+    therefore "same seed, same batch layout, same hardware", not absolute
+    (seen on an H200: float32 reproduced a sample alone and inside a batch of
+    8, bfloat16 did not; the same batch run twice matched in both).
 
 Stop tokens
     The manager supports per-request EOS sets (``add_request(eos_token_id=[...])``),
@@ -60,22 +63,35 @@ Cancellation
 
 Threads and asyncio
     The manager's thread puts outputs on its output queue; one bridge thread of
-    this engine drains it and hands them to the event loop of each request with
-    one ``loop.call_soon_threadsafe`` per batch; the coroutine side only ever
-    waits on an ``asyncio.Event``. Nothing blocks the event loop: model loading
-    and shutdown run in worker threads.
+    this engine drains it (``manager.get_result``) and hands them to the event
+    loop of each request with one ``loop.call_soon_threadsafe`` per batch; the
+    coroutine side only ever waits on an ``asyncio.Event``. Nothing blocks the
+    event loop: model loading and shutdown run in worker threads. (The
+    manager's own ``register_result_handler`` is not used: it never removes
+    the handler of a cancelled request, and a late output then lands on the
+    shared queue or on a closed loop.)
+
+Internals relied on
+    The sampler replaces ``manager.logit_processor`` before the manager's
+    thread builds its batch processor, reads ``RequestState.generated_tokens``
+    / ``initial_tokens`` / ``_true_initial_tokens`` for the token index, and
+    `HFEngine.cache_stats` reads the paged cache's bookkeeping (both the 5.17
+    and the 5.23 layouts).
 
 Not used, on purpose: asynchronous double-buffered batching and CUDA graphs
-(forced off: the per-request step index and the host-side filter switch
+(forced off: the per-request token index and the host-side filter switch
 assume the synchronous loop), ``num_return_sequences`` forking, logprobs.
-The attention default is ``"sdpa"``: in transformers >= 5.23 the ``paged|``
+The attention default is ``"sdpa"``: in transformers 5.23 the ``paged|``
 prefix is deprecated except for ``paged|eager`` (SDPA is paged natively), so
-``"paged|sdpa"`` is accepted and mapped to ``"sdpa"``.
+``"paged|sdpa"`` is accepted and mapped to ``"sdpa"`` (5.17 adds the prefix
+itself). On CUDA, cuDNN's SDPA backend is switched off by default
+(``HFEngineConfig.cudnn_sdpa``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import threading
 import time
@@ -84,13 +100,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from raysolve.engines.base import Delta, FinishReason, GenerationRequest
-
 import torch
 from transformers.generation.continuous_batching.cb_logits_processors import (
     ContinuousBatchingLogitsProcessorList,
 )
 from transformers.generation.logits_process import LogitsProcessorList
+
+from raysolve.engines.base import Delta, FinishReason, GenerationRequest
 
 __all__ = ["HFEngine", "HFEngineConfig"]
 
@@ -106,7 +122,7 @@ class HFEngineConfig:
     """Options of the ``hf`` backend (``EngineConfig.options`` in the solver config)."""
 
     model: str = RANDOM_TINY
-    """Model directory or hub-style name available offline; ``"random-tiny"``: the tiny random placeholder."""
+    """Model directory (or a hub id already in the local HF cache); ``"random-tiny"``: the random placeholder."""
     tokenizer: str | None = None
     """Tokenizer directory; None: the model's."""
     device: str = "auto"
@@ -347,7 +363,7 @@ class HFEngine:
         self.model: Any = None
         self.tokenizer: Any = None
         self.manager: Any = None
-        self.model_path: Path | None = None
+        self.model_path: str | None = None
         self.eos_token_ids: tuple[int, ...] = ()
         self.vocab_size = 0
         self.capacity_tokens = 0
@@ -357,6 +373,7 @@ class HFEngine:
         self._early_cancels: OrderedDict[str, float] = OrderedDict()
         self._closing = threading.Event()
         self._bridge: threading.Thread | None = None
+        self._start_lock = asyncio.Lock()
         self._counters = {
             "tokens_generated": 0,
             "requests_started": 0,
@@ -368,10 +385,10 @@ class HFEngine:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Load tokenizer and model, create and start the manager (in a worker thread)."""
-        if self.manager is not None:
-            return
-        await asyncio.to_thread(self._start_sync)
+        """Load tokenizer and model, create and start the manager (in a worker thread). Idempotent."""
+        async with self._start_lock:
+            if self.manager is None:
+                await asyncio.to_thread(self._start_sync)
 
     def _start_sync(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
@@ -392,9 +409,10 @@ class HFEngine:
         if cfg.model == RANDOM_TINY:
             from raysolve.engines.random_model import ensure_random_model
 
-            path = ensure_random_model(seed=cfg.random_model_seed)
+            path = str(ensure_random_model(seed=cfg.random_model_seed))
         else:
-            path = Path(cfg.model).expanduser()
+            local = Path(cfg.model).expanduser()
+            path = str(local) if local.exists() else cfg.model
         self.model_path = path
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn)
@@ -426,8 +444,8 @@ class HFEngine:
             num_blocks = math.ceil(cfg.max_concurrency * per_request * 1.1)
         if max_batch_tokens is None and (device.type == "cpu" or needs_mask):
             max_batch_tokens = 512 if device.type == "cpu" else 2048
-        cb_config = ContinuousBatchingConfig(
-            page_size=cfg.block_size,
+        cb_options = dict(
+            page_size=cfg.block_size,  # transformers >= 5.17 (deprecated alias: block_size)
             num_blocks=num_blocks,
             max_batch_tokens=max_batch_tokens,
             max_memory_percent=cfg.max_memory_percent,
@@ -435,10 +453,14 @@ class HFEngine:
             allow_block_sharing=cfg.prefix_sharing,
             use_async_batching=False,
             use_cuda_graph=False,
-            auto_switch_to_flash=False,
+            auto_switch_to_flash=False,  # keep the configured attention (absent before 5.2x)
             return_logprobs=False,
             seed=cfg.manager_seed,
         )
+        known = {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
+        if "page_size" not in known:  # transformers 5.17 still calls it block_size
+            cb_options["block_size"] = cb_options.pop("page_size")
+        cb_config = ContinuousBatchingConfig(**{k: v for k, v in cb_options.items() if k in known})
         manager = model.init_continuous_batching(generation_config=gen_config, continuous_batching_config=cb_config)
         # The manager builds its batch processor (which takes this list) when its thread starts.
         manager.logit_processor = _SeededSampling()
@@ -452,8 +474,7 @@ class HFEngine:
                 _stop_manager(manager)
                 raise RuntimeError(f"the continuous-batching manager failed to start: {error!r}")
             time.sleep(0.005)
-        cache = manager.batch_processor.cache
-        self.capacity_tokens = min(a.num_blocks * a.tokens_per_page for a in cache.cache_allocators.values())
+        self.capacity_tokens = _capacity_tokens(manager.batch_processor.cache)
         self.manager = manager
         self._closing.clear()
         self._bridge = threading.Thread(target=self._bridge_loop, name="hf-engine-bridge", daemon=True)
@@ -693,21 +714,49 @@ def _stop_manager(manager: Any) -> None:
         manager.destroy()
 
 
-def _cache_stats(manager: Any) -> dict[str, int]:
-    with manager.pause():
-        cache = manager.batch_processor.cache
-        allocators = list(cache.cache_allocators.values())
-        holders: set[str] = set()
-        for allocator in allocators:
+# The paged cache's internals changed between transformers 5.17 (one BlockManager, per-group cache managers)
+# and 5.23 (sectors shared by per-attention-type allocators); these two helpers read either layout.
+
+
+def _capacity_tokens(cache: Any) -> int:
+    allocators = getattr(cache, "cache_allocators", None)
+    if allocators is not None:  # >= 5.2x
+        return min(a.num_blocks * a.tokens_per_page for a in allocators.values())
+    return int(cache.num_blocks * cache.block_size)  # 5.17
+
+
+def _read_cache_stats(cache: Any) -> dict[str, int]:
+    holders: set[str] = set()
+    allocators = getattr(cache, "cache_allocators", None)
+    if allocators is not None:  # >= 5.2x
+        for allocator in allocators.values():
             holders.update(rid for rid, blocks in allocator.block_table.items() if blocks)
-        cached = sum(len(allocator.ledger.cached_blocks) for allocator in allocators)
+        cached = sum(len(allocator.ledger.cached_blocks) for allocator in allocators.values())
         free = round(cache.compute_free_capacity(relative=True) * cache.num_blocks)
-        return {
-            "blocks_total": int(cache.num_blocks),
-            "blocks_free": int(free),
-            "blocks_cached": int(cached),
-            "requests_holding_blocks": len(holders),
-        }
+    else:  # 5.17: "initialised" blocks are unreferenced blocks kept for prefix sharing
+        for group in cache.group_cache_managers:
+            holders.update(rid for rid, blocks in group.block_table.items() if blocks)
+        cached = len(cache._block_manager._init_block_ids)
+        free = cache.get_num_free_blocks() - cached
+    return {
+        "blocks_total": int(cache.num_blocks),
+        "blocks_free": int(free),
+        "blocks_cached": int(cached),
+        "requests_holding_blocks": len(holders),
+    }
+
+
+def _cache_stats(manager: Any) -> dict[str, int]:
+    cache = manager.batch_processor.cache
+    if hasattr(manager, "pause"):  # >= 5.2x: read between two steps
+        with manager.pause():
+            return _read_cache_stats(cache)
+    for _ in range(100):  # 5.17 cannot pause its loop: retry a read that raced with it
+        try:
+            return _read_cache_stats(cache)
+        except RuntimeError:
+            time.sleep(0.001)
+    return _read_cache_stats(cache)
 
 
 def _resolve_device(name: str) -> torch.device:

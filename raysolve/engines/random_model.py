@@ -169,6 +169,7 @@ def ensure_random_model(path: str | Path | None = None, seed: int = 0) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         _build(tmp, seed)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private
         try:
             os.replace(tmp, target)  # atomic; fails if another process already published
         except OSError:

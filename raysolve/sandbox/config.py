@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -40,8 +39,9 @@ class SandboxConfig:
     start_timeout_s: float = 60.0
     """How long a worker may take to import numpy/sympy and report ready."""
 
-    python: str = field(default_factory=lambda: sys.executable)
-    """Interpreter for workers (needs RestrictedPython, numpy, sympy)."""
+    python: str | None = None
+    """Interpreter for workers (needs RestrictedPython, numpy, sympy); None means the
+    interpreter of the process that starts them (resolved there, e.g. on the actor's node)."""
 
     isolate_network: bool = True
     """Start workers in a new network namespace (``unshare -n``) where the OS allows it."""

@@ -1,8 +1,10 @@
 """Host-side handle of one worker child process (asyncio, no Ray).
 
-Starts ``python -m raysolve.sandbox.worker`` in its own session (process group)
-with a minimal environment and an empty temp dir as cwd, speaks the JSON-lines
-protocol with it, and kills the whole group with SIGKILL on a deadline.
+Starts ``python -m raysolve.sandbox.worker`` in its own session (process group),
+in a fresh network namespace where ``unshare`` is allowed, with a minimal
+environment and an empty temp dir as cwd (unlinked once the worker is up), speaks
+the JSON-lines protocol with it, and kills the whole group with SIGKILL on a
+deadline.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -120,7 +123,7 @@ class WorkerProcess:
         workdir = tempfile.mkdtemp(prefix="raysolve-sbx-")
         command = [
             *await network_prefix(config.isolate_network),
-            config.python, "-P", "-s", "-B", "-m", "raysolve.sandbox.worker",
+            config.python or sys.executable, "-P", "-s", "-B", "-m", "raysolve.sandbox.worker",
             json.dumps(config.worker_options()),
         ]
         try:
@@ -156,6 +159,9 @@ class WorkerProcess:
         if message.get("op") != "ready":
             worker.kill()
             raise WorkerDied(f"unexpected first message from worker: {line[:200]!r}")
+        # The worker keeps the (empty) dir as its cwd; unlinking it now means nothing
+        # can be created there and nothing is left behind if this process is killed.
+        shutil.rmtree(workdir, ignore_errors=True)
         return worker
 
     @property

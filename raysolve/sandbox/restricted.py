@@ -2,20 +2,15 @@
 
 One ``Interpreter`` holds one session: a single globals dict shared by every
 cell (a separate locals dict would break recursion and comprehensions), guarded
-builtins, and the guard functions RestrictedPython's compiler wires attribute,
-item, iteration and write operations to. This is a language filter only: the
-worker process and its OS limits are the real boundary.
+builtins (``guards.py``), the compiler policy (``policy.py``) and curated
+modules (``modules.py``). This is a language filter only: the worker process and
+its OS limits are the real boundary.
 """
 
 from __future__ import annotations
 
-import _string  # type: ignore[import-not-found]  # str.format's field parser
-import ast
 import builtins
 import collections
-import operator
-import re
-import string
 import sys
 import time
 import traceback
@@ -25,50 +20,26 @@ from typing import Any
 
 from RestrictedPython import compile_restricted_exec, safe_builtins
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
-from RestrictedPython.transformer import (
-    INSPECT_ATTRIBUTES,
-    IOPERATOR_TO_STR,
-    RestrictingNodeTransformer,
-    copy_locations,
-)
 
+from raysolve.sandbox.guards import (
+    guarded_apply,
+    guarded_delattr,
+    guarded_getattr,
+    guarded_getitem,
+    guarded_hasattr,
+    guarded_setattr,
+    guarded_type,
+    inplace_attr,
+    inplace_item,
+    inplace_var,
+    sandbox_metaclass,
+    write_guard,
+)
 from raysolve.sandbox.modules import ModuleRegistry, StandIn, make_fake_module
+from raysolve.sandbox.policy import SandboxPolicy, format_compile_errors
 
 _MAX_ERROR_CHARS = 2000
-_MAX_FRAMES = 6
-
-# Attributes refused at run time (the compiler refuses literal ``_x`` and the
-# inspect names; ``getattr(obj, name)`` and ``str.format`` come through here).
-DENIED_ATTRIBUTES = frozenset(INSPECT_ATTRIBUTES) | {
-    "mro", "gi_running", "gi_suspended", "cr_running", "ag_running",
-    "func_globals", "func_code", "f_lasti", "tb_lasti",
-    "tofile", "dump", "ctypes", "cffi",  # numpy: file writes, raw pointers, C function pointers
-}
-
-# Dunder attributes that may be read (``super().__init__(...)``, ``type(x).__name__``).
-READABLE_DUNDERS = frozenset({"__init__", "__name__"})
-
-# Dunder methods sandbox classes may define (RestrictedPython allows only
-# __init__, comparisons and __contains__).
-EXTRA_MAGIC_METHODS = frozenset(
-    {
-        "__init__", "__repr__", "__str__", "__hash__", "__len__", "__iter__", "__next__",
-        "__getitem__", "__setitem__", "__delitem__", "__call__", "__bool__",
-        "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
-        "__truediv__", "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__",
-        "__rmod__", "__pow__", "__rpow__", "__neg__", "__pos__", "__abs__",
-        "__matmul__", "__and__", "__or__", "__xor__", "__lshift__", "__rshift__",
-        "__enter__", "__exit__", "__contains__",
-        "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
-    }
-)
-
-_INPLACE_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul,
-    "/=": operator.itruediv, "//=": operator.ifloordiv, "%=": operator.imod,
-    "**=": operator.ipow, "<<=": operator.ilshift, ">>=": operator.irshift,
-    "|=": operator.ior, "^=": operator.ixor, "&=": operator.iand, "@=": operator.imatmul,
-}
+_MAX_FRAMES = 8
 
 
 class StopCell(BaseException):
@@ -90,9 +61,9 @@ class OutputSink:
     errors = "replace"
 
     def __init__(self, limit: int = 4000) -> None:
-        self.reset(limit)
+        self._reset(limit)
 
-    def reset(self, limit: int) -> None:
+    def _reset(self, limit: int) -> None:
         self._limit = max(int(limit), 64)
         self._head: list[str] = []
         self._head_len = 0
@@ -135,7 +106,7 @@ class OutputSink:
     def writable(self) -> bool:
         return True
 
-    def getvalue(self) -> tuple[str, bool]:
+    def _getvalue(self) -> tuple[str, bool]:
         """The collected text and whether anything was cut out."""
         head = "".join(self._head)
         tail = "".join(self._tail)
@@ -154,323 +125,7 @@ class OutputSink:
             builtins.print(*objects, sep=sep, end=end, file=file)
 
 
-# ---------------------------------------------------------------- guards
-
-
-def _refuse_attribute(name: str) -> AttributeError:
-    if name.startswith("_"):
-        return AttributeError(f"access to '{name}' is not allowed in the sandbox (names starting with '_' are private)")
-    return AttributeError(f"access to '{name}' is not allowed in the sandbox")
-
-
-def _is_foreign_module(value: object) -> bool:
-    return isinstance(value, types.ModuleType) and not isinstance(value, StandIn)
-
-
-class _GuardedFormatter(string.Formatter):
-    """``str.format`` whose ``{0.attr}`` / ``{0[key]}`` fields go through the guards."""
-
-    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
-        first, rest = _string.formatter_field_name_split(field_name)
-        obj = self.get_value(first, args, kwargs)
-        for is_attr, key in rest:
-            obj = guarded_getattr(obj, key) if is_attr else guarded_getitem(obj, key)
-        return obj, first
-
-
-_FORMATTER = _GuardedFormatter()
-
-
-def _safe_format_method(template: str, name: str) -> Callable[..., str]:
-    if name == "format":
-
-        def format(*args: Any, **kwargs: Any) -> str:
-            return _FORMATTER.vformat(template, args, kwargs)
-
-        return format
-
-    def format_map(mapping: Any) -> str:
-        return _FORMATTER.vformat(template, (), mapping)
-
-    return format_map
-
-
-def _safe_unbound_format(name: str) -> Callable[..., str]:
-    def unbound(template: str, *args: Any, **kwargs: Any) -> str:
-        if not isinstance(template, str):
-            raise TypeError(f"descriptor '{name}' requires a 'str' object")
-        return _safe_format_method(template, name)(*args, **kwargs)
-
-    return unbound
-
-
-_MISSING = object()
-
-
-def guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:
-    """``_getattr_`` and the ``getattr`` builtin: no private names, no deny-listed
-    names, no real modules in or out; ``str.format`` is replaced by a guarded one."""
-    if type(name) is not str:
-        raise TypeError("attribute name must be a string")
-    if (name.startswith("_") and name not in READABLE_DUNDERS) or name in DENIED_ATTRIBUTES:
-        raise _refuse_attribute(name)
-    if _is_foreign_module(obj):
-        raise AttributeError(f"access to module '{getattr(obj, '__name__', '?')}' is not allowed in the sandbox")
-    if name in ("format", "format_map"):
-        if isinstance(obj, str):
-            return _safe_format_method(obj, name)
-        if isinstance(obj, type) and issubclass(obj, str):
-            return _safe_unbound_format(name)
-    try:
-        value = getattr(obj, name)
-    except AttributeError:
-        if default is _MISSING:
-            raise
-        return default
-    if _is_foreign_module(value):
-        raise AttributeError(f"'{name}' is a module that is not available in the sandbox")
-    return value
-
-
-def guarded_hasattr(obj: Any, name: str) -> bool:
-    try:
-        guarded_getattr(obj, name)
-    except AttributeError:
-        return False
-    return True
-
-
-def guarded_getitem(obj: Any, index: Any) -> Any:
-    value = obj[index]
-    if _is_foreign_module(value):
-        raise TypeError("modules are not available in the sandbox")
-    return value
-
-
-SANDBOX_CLASSES: set[type] = set()
-
-
-def sandbox_metaclass(name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any) -> type:
-    """``__metaclass__``: build the class with its natural metaclass and remember
-    it, so ``_write_`` lets its instances set attributes (``self.x = 1``)."""
-    meta: type = type
-    for base in bases:
-        candidate = type(base)
-        if issubclass(meta, candidate):
-            continue
-        if issubclass(candidate, meta):
-            meta = candidate
-            continue
-        raise TypeError("metaclass conflict: the metaclass of a derived class must be a subclass of the metaclasses of all its bases")
-    cls = meta(name, bases, namespace, **kwargs)
-    SANDBOX_CLASSES.add(cls)
-    return cls
-
-
-class _ReadOnly:
-    __slots__ = ("_target",)
-
-    def __init__(self, target: Any) -> None:
-        object.__setattr__(self, "_target", target)
-
-    def _describe(self) -> str:
-        target = object.__getattribute__(self, "_target")
-        if isinstance(target, types.ModuleType):
-            return f"module '{target.__name__}'"
-        return f"class '{getattr(target, '__name__', '?')}'"
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"cannot set attributes of {self._describe()} in the sandbox")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete attributes of {self._describe()} in the sandbox")
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        raise TypeError(f"{self._describe()} does not support item assignment in the sandbox")
-
-    def __delitem__(self, key: Any) -> None:
-        raise TypeError(f"{self._describe()} does not support item deletion in the sandbox")
-
-
-class _Writable:
-    __slots__ = ("_target",)
-
-    def __init__(self, target: Any) -> None:
-        object.__setattr__(self, "_target", target)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(object.__getattribute__(self, "_target"), name, value)
-
-    def __delattr__(self, name: str) -> None:
-        delattr(object.__getattribute__(self, "_target"), name)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        object.__getattribute__(self, "_target")[key] = value
-
-    def __delitem__(self, key: Any) -> None:
-        del object.__getattribute__(self, "_target")[key]
-
-
-def write_guard(obj: Any) -> Any:
-    """``_write_``: modules and library classes are read-only; everything else
-    (containers, arrays, matrices, instances) can be written."""
-    kind = type(obj)
-    if kind is dict or kind is list or kind in SANDBOX_CLASSES:
-        return obj
-    if isinstance(obj, type):
-        return obj if obj in SANDBOX_CLASSES else _ReadOnly(obj)
-    if isinstance(obj, types.ModuleType):
-        return _ReadOnly(obj)
-    return _Writable(obj)
-
-
-def _check_write_name(name: Any) -> None:
-    if type(name) is not str:
-        raise TypeError("attribute name must be a string")
-    if name.startswith("_") or name in DENIED_ATTRIBUTES:
-        raise _refuse_attribute(name)
-
-
-def guarded_setattr(obj: Any, name: str, value: Any) -> None:
-    _check_write_name(name)
-    setattr(write_guard(obj), name, value)
-
-
-def guarded_delattr(obj: Any, name: str) -> None:
-    _check_write_name(name)
-    delattr(write_guard(obj), name)
-
-
-def inplace_var(op: str, target: Any, value: Any) -> Any:
-    """``_inplacevar_``: ``x += y`` on a plain name."""
-    return _INPLACE_OPS[op](target, value)
-
-
-def inplace_item(obj: Any, key: Any, op: str, value: Any) -> None:
-    """``d[k] += v``: read through ``_getitem_``, write through ``_write_``."""
-    write_guard(obj)[key] = _INPLACE_OPS[op](guarded_getitem(obj, key), value)
-
-
-def inplace_attr(obj: Any, name: str, op: str, value: Any) -> None:
-    """``self.n += 1``: read through ``_getattr_``, write through ``_write_``."""
-    setattr(write_guard(obj), name, _INPLACE_OPS[op](guarded_getattr(obj, name), value))
-
-
-def guarded_apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return func(*args, **kwargs)
-
-
-def guarded_type(obj: Any, /) -> type:
-    """One-argument ``type`` only: creating classes goes through ``class``."""
-    return type(obj)
-
-
-# ---------------------------------------------------------------- compiler policy
-
-
-class SandboxPolicy(RestrictingNodeTransformer):
-    """RestrictedPython's policy plus a few things model code writes a lot:
-    ``d[k] += 1`` / ``self.n += 1``, ``x: int = 1``, ``nonlocal``,
-    ``if __name__ == "__main__":``, common dunder methods in classes, and
-    ``from sympy import *`` (expanded to the stand-in's public names)."""
-
-    star_names: Callable[[str], list[str] | None] = staticmethod(lambda name: None)
-
-    def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
-        if allow_magic_methods and name in EXTRA_MAGIC_METHODS and getattr(node, "col_offset", 0) != 0:
-            return
-        super().check_name(node, name, allow_magic_methods)
-
-    def visit_Name(self, node: ast.Name) -> Any:
-        if node.id == "__name__" and isinstance(node.ctx, ast.Load):
-            return node
-        return super().visit_Name(node)
-
-    def visit_Attribute(self, node: ast.Attribute) -> Any:
-        if node.attr in READABLE_DUNDERS and isinstance(node.ctx, ast.Load):
-            call = ast.Call(
-                func=ast.Name("_getattr_", ast.Load()),
-                args=[self.visit(node.value), ast.Constant(node.attr)],
-                keywords=[],
-            )
-            copy_locations(call, node)
-            ast.fix_missing_locations(call)
-            return call
-        return super().visit_Attribute(node)
-
-    def visit_Nonlocal(self, node: ast.Nonlocal) -> Any:
-        for name in node.names:
-            self.check_name(node, name)
-        return node
-
-    def visit_AnnAssign(self, node: ast.AnnAssign) -> Any:
-        if node.value is None:
-            self.visit(node.target)
-            return copy_locations(ast.Pass(), node)
-        assign = ast.Assign(targets=[node.target], value=node.value)
-        copy_locations(assign, node)
-        return self.visit_Assign(assign)
-
-    def _check_attr_target(self, node: ast.Attribute) -> None:
-        if node.attr.startswith("_"):
-            self.error(node, f'"{node.attr}" is an invalid attribute name because it starts with "_".')
-        elif node.attr in INSPECT_ATTRIBUTES:
-            self.error(node, f'"{node.attr}" is a restricted name, that is forbidden to access in RestrictedPython.')
-
-    def visit_AugAssign(self, node: ast.AugAssign) -> Any:
-        target = node.target
-        op = ast.Constant(IOPERATOR_TO_STR[type(node.op)])
-        if isinstance(target, ast.Subscript):
-            args = [self.visit(target.value), self.visit(target.slice), op, self.visit(node.value)]
-            helper = "_inplaceitem_"
-        elif isinstance(target, ast.Attribute):
-            self._check_attr_target(target)
-            args = [self.visit(target.value), ast.Constant(target.attr), op, self.visit(node.value)]
-            helper = "_inplaceattr_"
-        else:
-            return super().visit_AugAssign(node)
-        call = ast.Call(func=ast.Name(helper, ast.Load()), args=args, keywords=[])
-        stmt = ast.Expr(value=call)
-        copy_locations(stmt, node)
-        ast.fix_missing_locations(stmt)
-        return stmt
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> Any:
-        if any(alias.name == "*" for alias in node.names):
-            names = self.star_names(node.module or "") if node.level == 0 else None
-            if names is None:
-                # Let the guarded __import__ give the usual ImportError at run time.
-                stmt = ast.Import(names=[ast.alias(name=node.module or ".")])
-            else:
-                stmt = ast.ImportFrom(module=node.module, names=[ast.alias(name=n) for n in names], level=0)
-            copy_locations(stmt, node)
-            for alias in stmt.names:
-                copy_locations(alias, node)
-            node = stmt  # type: ignore[assignment]
-            if isinstance(node, ast.Import):
-                return self.visit_Import(node)
-        return super().visit_ImportFrom(node)
-
-
 # ---------------------------------------------------------------- errors
-
-
-_COMPILE_ERROR = re.compile(r"^Line (\d+): (?:(SyntaxError|IndentationError|TabError): )?(.*)$", re.S)
-
-
-def format_compile_errors(errors: list[str]) -> str:
-    """RestrictedPython's ``Line 3: ...`` messages as ``SyntaxError: line 3: ...``."""
-    lines = []
-    for error in errors[:5]:
-        match = _COMPILE_ERROR.match(error)
-        if match:
-            lineno, kind, message = match.groups()
-            lines.append(f"{kind or 'SyntaxError'}: line {lineno}: {message.strip()}")
-        else:
-            lines.append(f"SyntaxError: {error}")
-    if len(errors) > 5:
-        lines.append(f"... and {len(errors) - 5} more errors")
-    return "\n".join(lines)
 
 
 def _exception_line(exc: BaseException, memory_mb: int | None) -> str:
@@ -485,6 +140,13 @@ def _exception_line(exc: BaseException, memory_mb: int | None) -> str:
     if len(message) > _MAX_ERROR_CHARS:
         message = message[:_MAX_ERROR_CHARS] + "...[truncated]"
     return f"{name}: {message}" if message else name
+
+
+def _repeated(repeats: int) -> list[str]:
+    extra = repeats - 2
+    if extra <= 0:
+        return []
+    return [f"  [Previous line repeated {extra} more time{'s' if extra != 1 else ''}]"]
 
 
 def format_exception(exc: BaseException, sources: dict[str, str], memory_mb: int | None = None) -> str:
@@ -503,11 +165,21 @@ def format_exception(exc: BaseException, sources: dict[str, str], memory_mb: int
         parts.append("Traceback (most recent call last):")
         if skipped:
             parts.append(f"  [... {skipped} earlier frames not shown ...]")
-        for filename, lineno, func in frames:
+        previous, repeats = None, 0
+        for frame_info in frames:
+            if frame_info == previous:
+                repeats += 1
+                if repeats >= 3:  # like Python: three identical frames, then a count
+                    continue
+            else:
+                parts.extend(_repeated(repeats))
+                previous, repeats = frame_info, 0
+            filename, lineno, func = frame_info
             parts.append(f'  File "{filename}", line {lineno}, in {func}')
             lines = sources[filename].splitlines()
             if 0 < lineno <= len(lines) and lines[lineno - 1].strip():
                 parts.append(f"    {lines[lineno - 1].strip()[:200]}")
+        parts.extend(_repeated(repeats))
     parts.append(_exception_line(exc, memory_mb))
     return "\n".join(parts)
 
@@ -694,7 +366,7 @@ class Interpreter:
         """Run one cell; returns ``status`` (ok/error), ``phase`` (compile/run),
         ``stdout``, ``stderr``, ``truncated`` and ``wall_s``. Never raises."""
         filename = f"<cell {cell}>"
-        self.sink.reset(output_limit or self.output_limit)
+        self.sink._reset(output_limit or self.output_limit)
         started = time.perf_counter()
         compiled, error = self.compile(code, filename)
         if compiled is None:
@@ -713,8 +385,8 @@ class Interpreter:
         return self._result(status, "run", error, started)
 
     def _result(self, status: str, phase: str, error: str, started: float) -> dict[str, Any]:
-        stdout, truncated = self.sink.getvalue()
-        self.sink.reset(self.output_limit)
+        stdout, truncated = self.sink._getvalue()
+        self.sink._reset(self.output_limit)
         return {
             "status": status,
             "phase": phase,

@@ -1,0 +1,269 @@
+"""Guard functions RestrictedPython's compiled code calls (worker side).
+
+``_getattr_``/``getattr``: no private names, no deny-listed names, no real
+modules in or out, ``str.format`` replaced by a guarded formatter.
+``_write_``: modules and library classes are read-only. ``__metaclass__``
+remembers classes the sandbox defines, whose instances may set attributes.
+"""
+
+from __future__ import annotations
+
+import _string  # type: ignore[import-not-found]  # str.format's field parser
+import operator
+import string
+import types
+from collections.abc import Callable
+from typing import Any
+
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES
+
+from raysolve.sandbox.modules import StandIn
+
+# Attributes refused at run time (the compiler refuses literal ``_x`` and the
+# inspect names; ``getattr(obj, name)`` and ``str.format`` come through here).
+DENIED_ATTRIBUTES = frozenset(INSPECT_ATTRIBUTES) | {
+    "mro", "gi_running", "gi_suspended", "cr_running", "ag_running",
+    "func_globals", "func_code", "f_lasti", "tb_lasti",
+    "tofile", "dump", "ctypes", "cffi",  # numpy: file writes, raw pointers, C function pointers
+}
+
+# Dunder attributes that may be read (``super().__init__(...)``, ``type(x).__name__``).
+READABLE_DUNDERS = frozenset({"__init__", "__name__"})
+
+_INPLACE_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul,
+    "/=": operator.itruediv, "//=": operator.ifloordiv, "%=": operator.imod,
+    "**=": operator.ipow, "<<=": operator.ilshift, ">>=": operator.irshift,
+    "|=": operator.ior, "^=": operator.ixor, "&=": operator.iand, "@=": operator.imatmul,
+}
+
+
+def _refuse_attribute(name: str) -> AttributeError:
+    if name.startswith("_"):
+        return AttributeError(f"access to '{name}' is not allowed in the sandbox (names starting with '_' are private)")
+    return AttributeError(f"access to '{name}' is not allowed in the sandbox")
+
+
+def _is_foreign_module(value: object) -> bool:
+    return isinstance(value, types.ModuleType) and not isinstance(value, StandIn)
+
+
+class _GuardedFormatter(string.Formatter):
+    """``str.format`` whose ``{0.attr}`` / ``{0[key]}`` fields go through the guards."""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        first, rest = _string.formatter_field_name_split(field_name)
+        obj = self.get_value(first, args, kwargs)
+        for is_attr, key in rest:
+            obj = guarded_getattr(obj, key) if is_attr else guarded_getitem(obj, key)
+        return obj, first
+
+
+_FORMATTER = _GuardedFormatter()
+
+
+def _safe_format_method(template: str, name: str) -> Callable[..., str]:
+    if name == "format":
+
+        def format(*args: Any, **kwargs: Any) -> str:
+            return _FORMATTER.vformat(template, args, kwargs)
+
+        return format
+
+    def format_map(mapping: Any) -> str:
+        return _FORMATTER.vformat(template, (), mapping)
+
+    return format_map
+
+
+def _safe_unbound_format(name: str) -> Callable[..., str]:
+    def unbound(template: str, *args: Any, **kwargs: Any) -> str:
+        if not isinstance(template, str):
+            raise TypeError(f"descriptor '{name}' requires a 'str' object")
+        return _safe_format_method(template, name)(*args, **kwargs)
+
+    return unbound
+
+
+_MISSING = object()
+
+
+def guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:
+    """``_getattr_`` and the ``getattr`` builtin: no private names, no deny-listed
+    names, no real modules in or out; ``str.format`` is replaced by a guarded one."""
+    if type(name) is not str:
+        raise TypeError("attribute name must be a string")
+    if (name.startswith("_") and name not in READABLE_DUNDERS) or name in DENIED_ATTRIBUTES:
+        raise _refuse_attribute(name)
+    if name == "__init__" and not _may_reinit(obj):
+        if isinstance(obj, type):
+            return _sandbox_only_init(obj)
+        raise AttributeError("'__init__' can only be used on objects of classes defined in the sandbox")
+    if _is_foreign_module(obj):
+        raise AttributeError(f"access to module '{getattr(obj, '__name__', '?')}' is not allowed in the sandbox")
+    if name in ("format", "format_map"):
+        if isinstance(obj, str):
+            return _safe_format_method(obj, name)
+        if isinstance(obj, type) and issubclass(obj, str):
+            return _safe_unbound_format(name)
+    try:
+        value = getattr(obj, name)
+    except AttributeError:
+        if default is _MISSING:
+            raise
+        return default
+    if _is_foreign_module(value):
+        raise AttributeError(f"'{name}' is a module that is not available in the sandbox")
+    return value
+
+
+def _may_reinit(obj: Any) -> bool:
+    """``__init__`` re-runs a constructor: only on sandbox-made classes/instances
+    and ``super()`` proxies (whose object is then the sandbox's own)."""
+    return isinstance(obj, super) or obj in SANDBOX_CLASSES or type(obj) in SANDBOX_CLASSES
+
+
+def _sandbox_only_init(cls: type) -> Callable[..., None]:
+    """``Exception.__init__(self, msg)`` / ``dict.__init__(self)`` from a sandbox
+    subclass: the unbound constructor, usable on sandbox instances only."""
+    init = cls.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if type(self) not in SANDBOX_CLASSES:
+            raise TypeError(f"{cls.__name__}.__init__ can only be called on objects of classes defined in the sandbox")
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+def guarded_hasattr(obj: Any, name: str) -> bool:
+    try:
+        guarded_getattr(obj, name)
+    except AttributeError:
+        return False
+    return True
+
+
+def guarded_getitem(obj: Any, index: Any) -> Any:
+    value = obj[index]
+    if _is_foreign_module(value):
+        raise TypeError("modules are not available in the sandbox")
+    return value
+
+
+SANDBOX_CLASSES: set[type] = set()
+
+
+def sandbox_metaclass(name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any) -> type:
+    """``__metaclass__``: build the class with its natural metaclass and remember
+    it, so ``_write_`` lets its instances set attributes (``self.x = 1``)."""
+    meta: type = type
+    for base in bases:
+        candidate = type(base)
+        if issubclass(meta, candidate):
+            continue
+        if issubclass(candidate, meta):
+            meta = candidate
+            continue
+        raise TypeError("metaclass conflict: the metaclass of a derived class must be a subclass of the metaclasses of all its bases")
+    cls = meta(name, bases, namespace, **kwargs)
+    SANDBOX_CLASSES.add(cls)
+    return cls
+
+
+class _ReadOnly:
+    __slots__ = ("_target",)
+
+    def __init__(self, target: Any) -> None:
+        object.__setattr__(self, "_target", target)
+
+    def _describe(self) -> str:
+        target = object.__getattribute__(self, "_target")
+        if isinstance(target, types.ModuleType):
+            return f"module '{target.__name__}'"
+        return f"class '{getattr(target, '__name__', '?')}'"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot set attributes of {self._describe()} in the sandbox")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete attributes of {self._describe()} in the sandbox")
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError(f"{self._describe()} does not support item assignment in the sandbox")
+
+    def __delitem__(self, key: Any) -> None:
+        raise TypeError(f"{self._describe()} does not support item deletion in the sandbox")
+
+
+class _Writable:
+    __slots__ = ("_target",)
+
+    def __init__(self, target: Any) -> None:
+        object.__setattr__(self, "_target", target)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(object.__getattribute__(self, "_target"), name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(object.__getattribute__(self, "_target"), name)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        object.__getattribute__(self, "_target")[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del object.__getattribute__(self, "_target")[key]
+
+
+def write_guard(obj: Any) -> Any:
+    """``_write_``: modules and library classes are read-only; everything else
+    (containers, arrays, matrices, instances) can be written."""
+    kind = type(obj)
+    if kind is dict or kind is list or kind in SANDBOX_CLASSES:
+        return obj
+    if isinstance(obj, type):
+        return obj if obj in SANDBOX_CLASSES else _ReadOnly(obj)
+    if isinstance(obj, types.ModuleType):
+        return _ReadOnly(obj)
+    return _Writable(obj)
+
+
+def _check_write_name(name: Any) -> None:
+    if type(name) is not str:
+        raise TypeError("attribute name must be a string")
+    if name.startswith("_") or name in DENIED_ATTRIBUTES:
+        raise _refuse_attribute(name)
+
+
+def guarded_setattr(obj: Any, name: str, value: Any) -> None:
+    _check_write_name(name)
+    setattr(write_guard(obj), name, value)
+
+
+def guarded_delattr(obj: Any, name: str) -> None:
+    _check_write_name(name)
+    delattr(write_guard(obj), name)
+
+
+def inplace_var(op: str, target: Any, value: Any) -> Any:
+    """``_inplacevar_``: ``x += y`` on a plain name."""
+    return _INPLACE_OPS[op](target, value)
+
+
+def inplace_item(obj: Any, key: Any, op: str, value: Any) -> None:
+    """``d[k] += v``: read through ``_getitem_``, write through ``_write_``."""
+    write_guard(obj)[key] = _INPLACE_OPS[op](guarded_getitem(obj, key), value)
+
+
+def inplace_attr(obj: Any, name: str, op: str, value: Any) -> None:
+    """``self.n += 1``: read through ``_getattr_``, write through ``_write_``."""
+    setattr(write_guard(obj), name, _INPLACE_OPS[op](guarded_getattr(obj, name), value))
+
+
+def guarded_apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return func(*args, **kwargs)
+
+
+def guarded_type(obj: Any, /) -> type:
+    """One-argument ``type`` only: creating classes goes through ``class``."""
+    return type(obj)
