@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from raysolve.config import SolverConfig
+from raysolve.engines import BACKENDS
 from raysolve.output import ResultWriter, RunSummary
 from raysolve.problems import Fields, Problem, RowError, load_problems
+
+
+MODEL_BACKENDS = sorted(name for name in BACKENDS if name != "scripted")  # scripted: the test engine
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-resume", action="store_true", help="start over instead of skipping finished problems")
     g = s.add_argument_group("solver (override the config)")
     g.add_argument("--model", help="model path for the engine (default: the embedded tiny model)")
-    g.add_argument("--backend", choices=["hf", "vllm", "trtllm"], help="engine backend")
+    g.add_argument("--backend", choices=MODEL_BACKENDS, help="engine backend")
     g.add_argument("--engines", type=int, help="number of engine actors")
     g.add_argument("--samples", type=int, help="samples per problem (vote budget)")
     g.add_argument("--mode", choices=["pool", "launch-all"], help="scheduling mode")
@@ -128,8 +132,10 @@ def solve_command(args: argparse.Namespace) -> int:
             taken += 1
             yield item
 
-    started = time.perf_counter()
+    boot = time.perf_counter()
     with Solver(cfg, address=args.address) as solver:
+        started = time.perf_counter()  # throughput excludes Ray start-up and model loading
+        startup_s = started - boot
         for result in solver.solve_iter(todo()):
             writer.write(result)
             row = result.to_row()
@@ -149,9 +155,11 @@ def solve_command(args: argparse.Namespace) -> int:
         "config": json.loads(cfg.model_dump_json()),
         "input": str(source),
         "coordinator": stats["coordinator"],
+        "startup_s": round(startup_s, 2),
     })
     writer.close()
     print("\n".join(this_run.lines()))
+    print(f"start-up      {startup_s:.1f} s (Ray, sandbox and engine actors, model loading)")
     if total.resumed_problems:
         print(f"all runs      {total.problems} problems, accuracy "
               f"{'n/a' if total.accuracy is None else f'{total.accuracy:.1%}'}")

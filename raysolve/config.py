@@ -16,7 +16,6 @@ from raysolve.prompting import PromptFormat
 from raysolve.sandbox.config import SandboxConfig
 from raysolve.voting import parse_policy
 
-Backend = Literal["hf", "vllm", "trtllm", "scripted"]
 
 
 class _Strict(BaseModel):
@@ -26,8 +25,8 @@ class _Strict(BaseModel):
 class EngineConfig(_Strict):
     """Which backend, how many engine actors, and what each one reserves."""
 
-    backend: Backend = "hf"
-    """``scripted`` is the test engine: tests only, never a model."""
+    backend: str = "hf"
+    """A name registered in ``raysolve.engines.BACKENDS``; ``scripted`` is the test engine."""
     options: dict[str, Any] = Field(default_factory=lambda: {"model": "random-tiny"})
     """Backend options (model path, dtype, cache sizes ...), passed to the backend's config."""
     num_actors: int = Field(1, ge=1)
@@ -36,6 +35,16 @@ class EngineConfig(_Strict):
     queue_depth: int | None = Field(None, ge=1)
     """In-flight samples the coordinator keeps on each actor; None: the engine's own target."""
     max_restarts: int = 3
+
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_known(cls, name: str) -> str:
+        from raysolve.engines import BACKENDS
+
+        if name not in BACKENDS:
+            raise ValueError(f"unknown engine backend {name!r}; known: {', '.join(sorted(BACKENDS))}")
+        return name
 
 
 class SamplingConfig(_Strict):

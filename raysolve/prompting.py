@@ -111,14 +111,17 @@ class PromptFormat:
         fenced = _FENCE.match(body)
         return (fenced.group(1) if fenced else body).strip("\n")
 
-    def truncate_output(self, output: str) -> str:
-        if len(output) <= self.max_output_chars:
+    def truncate_output(self, output: str, keep_tail: bool = False) -> str:
+        """The first ``max_output_chars`` characters, or the last ones with ``keep_tail``
+        (an error's message is the last line of its traceback)."""
+        n = self.max_output_chars
+        if len(output) <= n:
             return output
-        return output[: self.max_output_chars] + "\n<output cut>"
+        return "<output cut>\n" + output[len(output) - n:] if keep_tail else output[:n] + "\n<output cut>"
 
-    def output_block(self, output: str, remaining_calls: int) -> str:
+    def output_block(self, output: str, remaining_calls: int, failed: bool = False) -> str:
         """The text appended after ``</tool_call>``: output block, then the calls left."""
-        shown = self.truncate_output(output)
+        shown = self.truncate_output(output, keep_tail=failed)
         if shown and not shown.endswith("\n"):
             shown += "\n"
         note = self.remaining_note.format(remaining=remaining_calls) if self.remaining_note else ""

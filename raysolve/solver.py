@@ -9,6 +9,7 @@ yields results as they finish, so a large data set never sits in memory.
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Any, Iterable, Iterator
 
 import ray
@@ -17,7 +18,7 @@ from raysolve.actors import SolveOptions, spawn_coordinator, spawn_engine_actor
 from raysolve.config import SolverConfig
 from raysolve.problems import Problem
 from raysolve.records import ProblemResult
-from raysolve.sandbox import RemoteSandbox, sandbox_pool_actor
+from raysolve.sandbox import sandbox_pool_actor
 
 
 class Solver:
@@ -41,10 +42,11 @@ class Solver:
             )
             self._owns_ray = True
         cfg = self.config
-        self.sandboxes = [sandbox_pool_actor(cfg.sandbox) for _ in range(cfg.num_sandbox_actors)]
+        run = uuid.uuid4().hex[:8]
+        names = [f"raysolve-sandbox-{run}-{i}" for i in range(cfg.num_sandbox_actors)]
+        self.sandboxes = [sandbox_pool_actor(cfg.sandbox, name=name) for name in names]
         self.engines = [
-            spawn_engine_actor(i, cfg, RemoteSandbox(self.sandboxes[i % len(self.sandboxes)]))
-            for i in range(cfg.engine.num_actors)
+            spawn_engine_actor(i, cfg, names[i % len(names)]) for i in range(cfg.engine.num_actors)
         ]
         self.depths = ray.get([engine.ready.remote() for engine in self.engines])
         self.coordinator = spawn_coordinator(cfg, self.engines, self.depths)

@@ -124,7 +124,8 @@ async def run_sample(
                 out.exec_statuses.append(result.status)
                 if result.status != "ok":
                     out.code_errors += 1
-                block = fmt.output_block(result.text, spec.max_code_calls - out.code_calls)
+                block = fmt.output_block(result.text, spec.max_code_calls - out.code_calls,
+                                         failed=result.status != "ok")
             block_ids = codec.encode(block)
             out.tool_output_tokens += len(block_ids)
             context.extend(block_ids)

@@ -26,3 +26,10 @@ def test_output_block_truncates_and_counts_remaining_calls():
     assert block.startswith("\n```output\n0123456789\n<output cut>\n```\n")
     assert "Remaining code calls: 2." in block
     assert PromptFormat(remaining_note="").output_block("5", 1) == "\n```output\n5\n```\n"
+
+
+def test_failed_output_keeps_the_error_line():
+    fmt = PromptFormat(max_output_chars=40)
+    tb = "Traceback (most recent call last):\n  File \"<cell 1>\", line 1\nNameError: name 'q' is not defined"
+    block = fmt.output_block(tb, remaining_calls=1, failed=True)
+    assert "<output cut>\n" in block and "NameError: name 'q' is not defined" in block

@@ -20,8 +20,10 @@ _MAX_CONCURRENCY = 10_000
 """Async actor calls in flight: samples plus cancels; the engine's own depth is the real cap."""
 
 
-def spawn_engine_actor(index: int, config: SolverConfig, sandbox: Any) -> Any:
-    """An engine actor reserving the configured CPUs/GPUs; restarted if its process dies."""
+def spawn_engine_actor(index: int, config: SolverConfig, sandbox_actor: str) -> Any:
+    """An engine actor reserving the configured CPUs/GPUs; restarted if its process dies.
+
+    ``sandbox_actor`` is the name of the ``SandboxPool`` actor its samples use."""
     cls = ray.remote(EngineActor)
     return cls.options(
         num_cpus=config.engine.num_cpus,
@@ -30,7 +32,7 @@ def spawn_engine_actor(index: int, config: SolverConfig, sandbox: Any) -> Any:
         max_task_retries=0,  # the coordinator retries samples itself and counts attempts
         max_concurrency=_MAX_CONCURRENCY,
         name=None,
-    ).remote(index, config, sandbox)
+    ).remote(index, config, sandbox_actor)
 
 
 def spawn_coordinator(config: SolverConfig, engines: list[Any], depths: list[int]) -> Any:

@@ -28,10 +28,15 @@ _EARLY_CANCEL_TTL_S = 120.0
 class EngineActor:
     """Plain class; ``raysolve.actors.spawn_engine_actor`` wraps it with ``ray.remote``."""
 
-    def __init__(self, index: int, config: SolverConfig, sandbox: Sandbox) -> None:
+    def __init__(self, index: int, config: SolverConfig, sandbox_actor: str) -> None:
+        import ray
+
+        from raysolve.sandbox import RemoteSandbox
+
         self.index = index
         self.config = config
-        self.sandbox = sandbox
+        # Looked up by name, not passed as a handle: a restarted actor finds it again.
+        self.sandbox: Sandbox = RemoteSandbox(ray.get_actor(sandbox_actor))
         self.fmt = config.prompt_format()
         self.engine: Engine = make_engine(config.engine.backend, **config.engine.options)
         self.codec: TokenCodec | None = None
@@ -89,6 +94,11 @@ class EngineActor:
 
     def stats(self) -> dict[str, Any]:
         return {"index": self.index, "running": len(self._tasks), **self.counters, **self.engine.stats()}
+
+    async def cache_stats(self) -> dict[str, int]:
+        """The engine's KV-cache occupancy, for backends that report it (empty otherwise)."""
+        report = getattr(self.engine, "cache_stats", None)
+        return await report() if report is not None else {}
 
     async def _ensure_started(self) -> None:
         if self._started is None:

@@ -147,8 +147,8 @@ class WorkerProcess:
         except asyncio.TimeoutError:
             worker.kill()
             raise WorkerDied(f"worker did not start within {config.start_timeout_s:.0f} s") from None
-        except BaseException:
-            worker.kill()
+        except BaseException:  # cancelled while starting: kill and reap, then re-raise
+            await asyncio.shield(worker.close())
             raise
         if not line:
             details = await worker._stderr_tail()
