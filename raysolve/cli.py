@@ -114,14 +114,12 @@ def solve_command(args: argparse.Namespace) -> int:
     for row in writer.previous_rows:
         total.add(row)
     this_run = RunSummary()
-    skipped = RunSummary()  # counts rows skipped as errors
-    bar = tqdm(desc="problems", unit="pb", dynamic_ncols=True, file=sys.stderr)
 
     def todo() -> Iterator[Problem]:
         taken = 0
         for item in load_problems(source, fields, split=args.split):
             if isinstance(item, RowError):
-                skipped.skipped_rows += 1
+                this_run.skipped_rows += 1
                 writer.write_error(item, source)
                 tqdm.write(f"raysolve: skipped row {item.row}: {item.reason}", file=sys.stderr)
                 continue
@@ -136,6 +134,7 @@ def solve_command(args: argparse.Namespace) -> int:
     with Solver(cfg, address=args.address) as solver:
         started = time.perf_counter()  # throughput excludes Ray start-up and model loading
         startup_s = started - boot
+        bar = tqdm(desc="problems", unit="pb", dynamic_ncols=True, file=sys.stderr)
         for result in solver.solve_iter(todo()):
             writer.write(result)
             row = result.to_row()
@@ -148,7 +147,7 @@ def solve_command(args: argparse.Namespace) -> int:
         stats = solver.stats()
     bar.close()
     this_run.wall_s = time.perf_counter() - started
-    total.skipped_rows = this_run.skipped_rows = skipped.skipped_rows
+    total.skipped_rows = this_run.skipped_rows
     total.wall_s = this_run.wall_s
     writer.write_summary(total, {
         "this_run": this_run.to_dict(),

@@ -56,7 +56,10 @@ class Engine(Protocol):
     Implementations must: honour ``seed`` per request (two requests with different
     seeds give independent samples), stop on EOS and on ``stop_token_ids``, stop
     within milliseconds of ``cancel`` and free the request's cache, and allow at
-    least ``max_concurrency()`` requests in flight at once.
+    least ``max_concurrency()`` requests in flight at once. After ``start()`` a
+    backend exposes the Hugging Face ``tokenizer`` of its model (or a ``codec``
+    implementing ``raysolve.prompting.TokenCodec``): the engine actor renders
+    prompts and tool output with it, so token ids agree with the engine's.
     """
 
     async def start(self) -> None:
