@@ -79,6 +79,9 @@ class SchedulingConfig(_Strict):
     """Cap on problems in progress at once; None: as many as keep the engines full."""
     max_sample_retries: int = Field(2, ge=0)
     """Retries of a sample whose engine actor died under it."""
+    engine_recovery_s: float = Field(300.0, gt=0)
+    """How long a dead engine actor may take to come back (restart, model loading) before
+    it is given up; when every engine is given up, all problems are answered as they stand."""
 
     @field_validator("stop_policy")
     @classmethod

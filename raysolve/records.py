@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from raysolve.tir import SampleSettings
+
 
 @dataclass(frozen=True)
 class SampleRequest:
@@ -18,14 +20,9 @@ class SampleRequest:
     problem_id: str
     sample_idx: int
     problem_text: str
+    """The engine actor renders the prompt (once per problem) with its own tokenizer."""
     seed: int
-    max_tokens: int
-    max_code_calls: int
-    code_timeout_s: float
-    temperature: float
-    top_p: float
-    top_k: int
-    modulus: int | None
+    settings: SampleSettings
 
     @property
     def key(self) -> str:

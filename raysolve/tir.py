@@ -23,12 +23,9 @@ SampleFinish = Literal["eos", "length", "cancelled", "error"]
 
 
 @dataclass(frozen=True)
-class SampleSpec:
-    """Everything one sample needs besides the engine, sandbox and codec."""
+class SampleSettings:
+    """Budgets and sampling settings of a sample: the same for every sample of a problem."""
 
-    request_id: str
-    prompt_ids: tuple[int, ...]
-    seed: int
     max_tokens: int = 4096
     """Budget of the whole sample: generated tokens plus tool-output tokens."""
     max_code_calls: int = 6
@@ -38,6 +35,16 @@ class SampleSpec:
     top_p: float = 0.95
     top_k: int = 0
     modulus: int | None = None
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """Everything one sample needs besides the engine, sandbox and codec."""
+
+    request_id: str
+    prompt_ids: tuple[int, ...]
+    seed: int
+    settings: SampleSettings = SampleSettings()
 
 
 @dataclass
@@ -69,6 +76,7 @@ async def run_sample(
     fmt: PromptFormat,
 ) -> SampleOutcome:
     """Run one sample to its end (EOS, budget, error or cancellation)."""
+    cfg = spec.settings
     out = SampleOutcome()
     started = time.perf_counter()
     context = list(spec.prompt_ids)
@@ -77,7 +85,7 @@ async def run_sample(
     stop_ids = (codec.code_end_token_id,) if codec.code_end_token_id is not None else ()
     try:
         while True:
-            budget = spec.max_tokens - out.total_tokens
+            budget = cfg.max_tokens - out.total_tokens
             if budget <= 0:
                 out.finish_reason = "length"
                 break
@@ -85,12 +93,12 @@ async def run_sample(
                 request_id=f"{spec.request_id}/{out.segments}",
                 prompt_ids=tuple(context),
                 max_tokens=budget,
-                seed=spec.seed + 7919 * out.segments,
-                temperature=spec.temperature,
-                top_p=spec.top_p,
-                top_k=spec.top_k,
+                seed=_segment_seed(spec.seed, out.segments),
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                top_k=cfg.top_k,
                 stop_token_ids=stop_ids,
-                greedy=spec.temperature <= 0,
+                greedy=cfg.temperature <= 0,
             )
             out.segments += 1
             segment: list[int] = []
@@ -114,17 +122,17 @@ async def run_sample(
                 out.finish_reason = "eos"
                 break
             code = fmt.extract_code(text) or ""
-            if out.code_calls >= spec.max_code_calls:
+            if out.code_calls >= cfg.max_code_calls:
                 block = fmt.limit_block()
             else:
                 if session is None:
                     session = await sandbox.open_session()
-                result = await sandbox.run(session, code, spec.code_timeout_s)
+                result = await sandbox.run(session, code, cfg.code_timeout_s)
                 out.code_calls += 1
                 out.exec_statuses.append(result.status)
                 if result.status != "ok":
                     out.code_errors += 1
-                block = fmt.output_block(result.text, spec.max_code_calls - out.code_calls,
+                block = fmt.output_block(result.text, cfg.max_code_calls - out.code_calls,
                                          failed=result.status != "ok")
             block_ids = codec.encode(block)
             out.tool_output_tokens += len(block_ids)
@@ -138,7 +146,7 @@ async def run_sample(
     out.text = "".join(pieces)
     out.wall_s = time.perf_counter() - started
     if out.finish_reason != "cancelled":
-        out.answer = parse_answer(out.text, spec.modulus)
+        out.answer = parse_answer(out.text, cfg.modulus)
     return out
 
 
@@ -165,6 +173,11 @@ async def _generate_segment(
     finally:
         await stream.aclose()
     return finish, stop, error
+
+
+def _segment_seed(seed: int, segment: int) -> int:
+    """A fresh seed per segment that no other sample's segment shares (golden-ratio stride)."""
+    return (seed + segment * 0x9E3779B97F4A7C15) % 2**63
 
 
 def _cut_at_string(ids: list[int], codec: TokenCodec, tag: str) -> list[int]:

@@ -115,3 +115,13 @@ def test_cancel_problem_emits_partial_result(solver):
     timer.join()
     assert result.settle_reason == "cancelled" and result.answer is None
     assert result.samples_cancelled == 4 and result.correct is None
+
+
+def test_all_engines_gone_answers_every_problem_instead_of_hanging(ray_local):
+    cfg = scripted_config(num_samples=4, pool_size=2, stop_policy="full", engine_recovery_s=2.0)
+    with Solver(cfg) as s:
+        ray_local.kill(s.engines[0], no_restart=True)
+        problems = [Problem(f"d{i}", directive_problem(["5"], [50], code=False)) for i in range(3)]
+        results = list(s.solve_iter(problems))
+    assert sorted(r.problem_id for r in results) == ["d0", "d1", "d2"]
+    assert all(r.settle_reason == "no engine left" and r.answer is None for r in results)

@@ -8,7 +8,7 @@ from raysolve.engines.base import GenerationRequest
 from raysolve.engines.scripted import CharCodec, ScriptedEngine, ScriptedEngineConfig
 from raysolve.prompting import PromptFormat
 from raysolve.sandbox import LocalSandbox, SandboxConfig
-from raysolve.tir import SampleSpec, run_sample
+from raysolve.tir import SampleSettings, SampleSpec, run_sample
 
 FMT = PromptFormat()
 CODEC = CharCodec()
@@ -25,9 +25,8 @@ def two_call_script(text: str, request: GenerationRequest) -> str:
     return f"So the answer is \\boxed{{{value}}}."
 
 
-def _spec(**kw):
-    base = dict(request_id="p#0", prompt_ids=tuple(FMT.prompt_ids(CODEC, "x?", 6)), seed=1)
-    return SampleSpec(**{**base, **kw})
+def _spec(**settings):
+    return SampleSpec("p#0", tuple(FMT.prompt_ids(CODEC, "x?", 6)), seed=1, settings=SampleSettings(**settings))
 
 
 def _run(script, spec, sandbox_cfg=None, cancel_after=None):

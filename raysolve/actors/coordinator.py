@@ -20,10 +20,12 @@ from raysolve.answers import is_correct
 from raysolve.config import SolverConfig
 from raysolve.problems import Problem
 from raysolve.records import ProblemResult, SampleRecord, SampleRequest
+from raysolve.tir import SampleSettings
 from raysolve.voting import Settled, StopPolicy, VoteState, final_decision, parse_policy
 
 _TICK_S = 0.5
 """How often time-based stop rules are checked between sample results."""
+
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,10 @@ class Coordinator:
         self.done: deque[ProblemResult] = deque()
         self._done_event = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
+        self.down: set[int] = set()
+        """Engines whose actor died: out of rotation until ``ready()`` answers again."""
+        self.dead: set[int] = set()
+        """Engines that did not come back within ``scheduling.engine_recovery_s``."""
         self._ticker: asyncio.Task | None = None
         self.counters = {
             "problems_done": 0, "samples_started": 0, "samples_finished": 0,
@@ -159,6 +165,7 @@ class Coordinator:
             "active": len(self.active),
             "in_flight": sum(self.load),
             "engine_load": list(self.load),
+            "engines_down": sorted(self.down),
         }
 
     # ---- scheduling ---------------------------------------------------------------
@@ -174,13 +181,15 @@ class Coordinator:
             sample_idx=0,
             problem_text=problem.text,
             seed=_problem_seed(cfg.seed, problem.id),
-            max_tokens=o.max_tokens or cfg.budget.max_tokens,
-            max_code_calls=cfg.budget.max_code_calls if o.max_code_calls is None else o.max_code_calls,
-            code_timeout_s=cfg.budget.code_timeout_s,
-            temperature=cfg.sampling.temperature if o.temperature is None else o.temperature,
-            top_p=cfg.sampling.top_p,
-            top_k=cfg.sampling.top_k,
-            modulus=o.modulus or cfg.modulus,
+            settings=SampleSettings(
+                max_tokens=o.max_tokens or cfg.budget.max_tokens,
+                max_code_calls=cfg.budget.max_code_calls if o.max_code_calls is None else o.max_code_calls,
+                code_timeout_s=cfg.budget.code_timeout_s,
+                temperature=cfg.sampling.temperature if o.temperature is None else o.temperature,
+                top_p=cfg.sampling.top_p,
+                top_k=cfg.sampling.top_k,
+                modulus=o.modulus or cfg.modulus,
+            ),
         )
         return _Problem(
             problem=problem,
@@ -193,6 +202,9 @@ class Coordinator:
 
     def _fill(self) -> None:
         """Start samples until every engine is at its depth or nothing can start."""
+        if len(self.dead) == len(self.engines):
+            self._fail_everything("no engine left")
+            return
         self._ensure_ticker()
         while True:
             engine = self._free_engine()
@@ -207,7 +219,7 @@ class Coordinator:
         best, best_ratio = None, 1.0
         for i, (load, depth) in enumerate(zip(self.load, self.depths)):
             ratio = load / depth
-            if ratio < best_ratio:
+            if ratio < best_ratio and i not in self.down:
                 best, best_ratio = i, ratio
         return best
 
@@ -248,7 +260,7 @@ class Coordinator:
         try:
             record = await ref
         except Exception as exc:  # actor died (retry) or the task raised (a failed sample)
-            record = self._on_failure(state, idx, exc)
+            record = self._on_failure(state, idx, engine, exc)
         finally:
             self.load[engine] -= 1
             _, dispatched = state.in_flight.pop(idx)
@@ -257,10 +269,12 @@ class Coordinator:
         self._maybe_finalize(state)
         self._fill()
 
-    def _on_failure(self, state: _Problem, idx: int, exc: Exception) -> SampleRecord | None:
+    def _on_failure(self, state: _Problem, idx: int, engine: int, exc: Exception) -> SampleRecord | None:
         import ray.exceptions as rex
 
         died = isinstance(exc, (rex.RayActorError, rex.ActorUnavailableError))
+        if died:
+            self._engine_down(engine)
         if died and state.settled is None and state.attempts[idx] <= self.config.scheduling.max_sample_retries:
             state.retry.append(idx)
             self.counters["samples_retried"] += 1
@@ -273,6 +287,40 @@ class Coordinator:
             code_calls=0, code_errors=0, wall_s=0.0, attempt=state.attempts[idx],
             error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}",
         )
+
+    def _engine_down(self, engine: int) -> None:
+        """Take a dead engine out of rotation and watch for its restart."""
+        if engine not in self.down:
+            self.down.add(engine)
+            task = asyncio.ensure_future(self._await_engine(engine))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _await_engine(self, engine: int) -> None:
+        deadline = time.monotonic() + self.config.scheduling.engine_recovery_s
+        while time.monotonic() < deadline:
+            try:
+                await self.engines[engine].ready.remote()
+            except Exception:  # still restarting, or gone for good
+                await asyncio.sleep(0.5)
+                continue
+            self.down.discard(engine)
+            self._fill()
+            return
+        self.dead.add(engine)
+        self._fill()
+
+    def _fail_everything(self, reason: str) -> None:
+        """Every engine is gone: answer all problems with what they have."""
+        now = time.monotonic()
+        while self.queue:
+            state = self.queue.popleft()
+            state.settled = Settled(None, reason)
+            self._finalize(state, now)
+        for state in list(self.active.values()):
+            if state.settled is None:
+                self._settle(state, Settled(_leader(state.counts), reason), now)
+            self._maybe_finalize(state)
 
     def _on_record(self, state: _Problem, record: SampleRecord, dispatched: float) -> None:
         now = time.monotonic()
@@ -330,7 +378,7 @@ class Coordinator:
             settle_reason=decision.reason,
             votes=dict(sorted(state.counts.items(), key=lambda kv: -kv[1])),
             gold=gold,
-            correct=None if gold is None else is_correct(decision.answer, gold, state.template.modulus),
+            correct=None if gold is None else is_correct(decision.answer, gold, state.template.settings.modulus),
             samples_budget=state.num_samples,
             samples_started=len({r.sample_idx for r in records}),
             samples_finished=state.finished,

@@ -55,18 +55,7 @@ class EngineActor:
         await self._ensure_started()
         if self._early_cancels.pop(request.key, None) is not None:
             return self._record(request, None, cancelled=True)
-        spec = SampleSpec(
-            request_id=request.key,
-            prompt_ids=self._prompt_ids(request),
-            seed=request.seed,
-            max_tokens=request.max_tokens,
-            max_code_calls=request.max_code_calls,
-            code_timeout_s=request.code_timeout_s,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            top_k=request.top_k,
-            modulus=request.modulus,
-        )
+        spec = SampleSpec(request.key, self._prompt_ids(request), request.seed, request.settings)
         assert self.codec is not None
         task = asyncio.ensure_future(run_sample(spec, self.engine, self.sandbox, self.codec, self.fmt))
         self._tasks[request.key] = task
@@ -116,7 +105,7 @@ class EngineActor:
         ids = self._prompts.get(key)
         if ids is None:
             assert self.codec is not None
-            ids = tuple(self.fmt.prompt_ids(self.codec, request.problem_text, request.max_code_calls))
+            ids = tuple(self.fmt.prompt_ids(self.codec, request.problem_text, request.settings.max_code_calls))
             self._prompts[key] = ids
             if len(self._prompts) > _PROMPT_CACHE_SIZE:
                 self._prompts.popitem(last=False)
