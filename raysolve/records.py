@@ -23,10 +23,13 @@ class SampleRequest:
     """The engine actor renders the prompt (once per problem) with its own tokenizer."""
     seed: int
     settings: SampleSettings
+    run_key: int = 0
+    """The coordinator's number for this submission of the problem (ids may repeat)."""
 
     @property
     def key(self) -> str:
-        return f"{self.problem_id}#{self.sample_idx}"
+        """Unique among samples in flight: ``<run key>:<problem id>#<sample index>``."""
+        return f"{self.run_key}:{self.problem_id}#{self.sample_idx}"
 
 
 @dataclass

@@ -125,3 +125,11 @@ def test_all_engines_gone_answers_every_problem_instead_of_hanging(ray_local):
         results = list(s.solve_iter(problems))
     assert sorted(r.problem_id for r in results) == ["d0", "d1", "d2"]
     assert all(r.settle_reason == "no engine left" and r.answer is None for r in results)
+
+
+def test_problems_sharing_an_id_do_not_mix(solver):
+    a = Problem("same", directive_problem(["1"], [40], code=False))
+    b = Problem("same", directive_problem(["2"], [40], code=False))
+    results = list(solver.solve_iter([a, b], SolveOptions(num_samples=3, stop_policy="full")))
+    assert sorted(r.answer for r in results) == ["1", "2"]
+    assert all(r.samples_finished == 3 and len(r.votes) == 1 for r in results)

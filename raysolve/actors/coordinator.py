@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from raysolve.answers import is_correct
 from raysolve.config import SolverConfig
@@ -44,6 +45,8 @@ class SolveOptions:
 
 @dataclass
 class _Problem:
+    key: int
+    """Unique per submission, so two problems with one id never mix."""
     problem: Problem
     num_samples: int
     pool_size: int | None
@@ -93,7 +96,8 @@ class Coordinator:
         self.depths = depths
         self.load = [0] * len(engines)
         self.queue: deque[_Problem] = deque()
-        self.active: dict[str, _Problem] = {}
+        self.active: dict[int, _Problem] = {}
+        self._keys = itertools.count(1)
         self.done: deque[ProblemResult] = deque()
         self._done_event = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -126,7 +130,7 @@ class Coordinator:
         try:
             return await asyncio.shield(state.future)
         except asyncio.CancelledError:  # the caller went away: stop its samples
-            await self.cancel_problem(problem.id)
+            self._cancel(lambda s: s is state, "cancelled")
             raise
 
     async def poll(self, max_results: int = 1024, timeout_s: float = 1.0) -> list[ProblemResult]:
@@ -144,19 +148,22 @@ class Coordinator:
 
     async def cancel_problem(self, problem_id: str, reason: str = "cancelled") -> bool:
         """Stop a problem now; its result (with the votes so far) is still emitted."""
-        for state in list(self.queue):
-            if state.problem.id == problem_id:
-                self.queue.remove(state)
-                state.settled = Settled(None, reason)
-                self._finalize(state, time.monotonic())
-                return True
-        state = self.active.get(problem_id)
-        if state is None:
-            return False
-        if state.settled is None:
-            self._settle(state, Settled(_leader(state.counts), reason), time.monotonic())
-        self._maybe_finalize(state)
-        return True
+        return self._cancel(lambda state: state.problem.id == problem_id, reason) > 0
+
+    def _cancel(self, match: Callable[[_Problem], bool], reason: str) -> int:
+        now = time.monotonic()
+        hits = 0
+        for state in [s for s in self.queue if match(s)]:
+            self.queue.remove(state)
+            state.settled = Settled(None, reason)
+            self._finalize(state, now)
+            hits += 1
+        for state in [s for s in self.active.values() if match(s)]:
+            if state.settled is None:
+                self._settle(state, Settled(_leader(state.counts), reason), now)
+            self._maybe_finalize(state)
+            hits += 1
+        return hits
 
     async def stats(self) -> dict[str, Any]:
         return {
@@ -181,6 +188,7 @@ class Coordinator:
             sample_idx=0,
             problem_text=problem.text,
             seed=_problem_seed(cfg.seed, problem.id),
+            run_key=next(self._keys),
             settings=SampleSettings(
                 max_tokens=o.max_tokens or cfg.budget.max_tokens,
                 max_code_calls=cfg.budget.max_code_calls if o.max_code_calls is None else o.max_code_calls,
@@ -192,6 +200,7 @@ class Coordinator:
             ),
         )
         return _Problem(
+            key=template.run_key,
             problem=problem,
             num_samples=o.num_samples or cfg.scheduling.num_samples,
             pool_size=None if mode == "launch-all" else (o.pool_size or cfg.scheduling.pool_size),
@@ -203,7 +212,7 @@ class Coordinator:
     def _fill(self) -> None:
         """Start samples until every engine is at its depth or nothing can start."""
         if len(self.dead) == len(self.engines):
-            self._fail_everything("no engine left")
+            self._cancel(lambda state: True, "no engine left")  # answer with what they have
             return
         self._ensure_ticker()
         while True:
@@ -230,7 +239,7 @@ class Coordinator:
         cap = self.config.scheduling.max_active_problems
         while self.queue and (cap is None or len(self.active) < cap):
             state = self.queue.popleft()
-            self.active[state.problem.id] = state
+            self.active[state.key] = state
             if state.can_start():
                 return state
         return None
@@ -310,18 +319,6 @@ class Coordinator:
         self.dead.add(engine)
         self._fill()
 
-    def _fail_everything(self, reason: str) -> None:
-        """Every engine is gone: answer all problems with what they have."""
-        now = time.monotonic()
-        while self.queue:
-            state = self.queue.popleft()
-            state.settled = Settled(None, reason)
-            self._finalize(state, now)
-        for state in list(self.active.values()):
-            if state.settled is None:
-                self._settle(state, Settled(_leader(state.counts), reason), now)
-            self._maybe_finalize(state)
-
     def _on_record(self, state: _Problem, record: SampleRecord, dispatched: float) -> None:
         now = time.monotonic()
         assert state.started_at is not None
@@ -357,17 +354,17 @@ class Coordinator:
         state.retry.clear()
         by_engine: dict[int, list[str]] = {}
         for idx, (engine, _) in state.in_flight.items():
-            by_engine.setdefault(engine, []).append(f"{state.problem.id}#{idx}")
+            by_engine.setdefault(engine, []).append(_with_index(state.template, idx).key)
         for engine, keys in by_engine.items():
             self.counters["cancel_calls"] += 1
             self.engines[engine].cancel.remote(keys)
 
     def _maybe_finalize(self, state: _Problem) -> None:
-        if state.settled is not None and not state.in_flight and state.problem.id in self.active:
+        if state.settled is not None and not state.in_flight and state.key in self.active:
             self._finalize(state, time.monotonic())
 
     def _finalize(self, state: _Problem, now: float) -> None:
-        self.active.pop(state.problem.id, None)
+        self.active.pop(state.key, None)
         decision = state.settled or Settled(None, "cancelled")
         gold = state.problem.answer
         start = state.started_at if state.started_at is not None else now
