@@ -47,27 +47,12 @@ __all__ = [
     "ensure_random_model",
 ]
 
-DEFAULT_MODEL_NAME = "random-qwen2-tiny"
-PAD = "<|endoftext|>"
-IM_START = "<|im_start|>"
-EOS = "<|im_end|>"
-CODE_BEGIN = "<tool_call>"
-CODE_END = "</tool_call>"
+from raysolve.tiny.tokenizer import CODE_BEGIN, CODE_END, EOS, IM_START, PAD
 
+DEFAULT_MODEL_NAME = "random-qwen2-tiny"
 _MARKER = "raysolve_random_model.json"
 _FORMAT_VERSION = 1
 _VOCAB_TARGET = 1024
-
-# Qwen2.5-style ChatML, without Qwen's default system prompt (a system message is
-# rendered only when the caller passes one).
-CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}"
-    "{{- '<|im_start|>assistant\\n' }}"
-    "{%- endif %}"
-)
 
 _CORPUS = r"""
 Problem: Let $x$ and $y$ be real numbers such that $x + y = 10$ and $xy = 21$. Find $x^2 + y^2$.
@@ -198,46 +183,9 @@ def _is_complete(target: Path, seed: int) -> bool:
 
 
 def _build_tokenizer():
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+    from raysolve.tiny.tokenizer import build_tokenizer
 
-    # The Qwen2 pre-tokenisation (NFC, Qwen's split regex with one digit per piece,
-    # byte-level): ``AutoTokenizer`` maps a ``qwen2`` model to ``Qwen2Tokenizer``,
-    # which installs exactly this pipeline on load, so both loading paths agree.
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=_VOCAB_TARGET,
-        min_frequency=2,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=[PAD, IM_START, EOS],
-        show_progress=False,
-    )
-    tok.train_from_iterator([line + "\n" for line in _CORPUS.strip().split("\n")], trainer)
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in (CODE_BEGIN, CODE_END)])
-
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token=EOS,
-        pad_token=PAD,
-        extra_special_tokens=[IM_START],
-        model_max_length=32768,
-        clean_up_tokenization_spaces=False,
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    for t in (PAD, IM_START, EOS, CODE_BEGIN, CODE_END):
-        ids = fast.encode(t, add_special_tokens=False)
-        if len(ids) != 1:  # pragma: no cover - guards the construction above
-            raise RuntimeError(f"{t!r} does not encode to a single token: {ids}")
-    return fast
+    return build_tokenizer([line + "\n" for line in _CORPUS.strip().split("\n")], _VOCAB_TARGET)
 
 
 def _build(out: Path, seed: int) -> None:
