@@ -96,7 +96,7 @@ def plot(report: dict, path: Path) -> None:
     ax.set_ylabel("accuracy")
     ax.set_title(f"tiny model, held-out set ({report['problems']} problems): pass@1 {report['pass_at_1']:.1%}, "
                  f"maj@{report['samples_per_problem']} {report['maj_at_n']:.1%}")
-    ax.legend()
+    ax.legend(loc="lower left", framealpha=0.95)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--heldout", default="examples/tiny-heldout.jsonl")
     p.add_argument("--seed", type=int, default=20261122, help="held-out generator seed (training uses 0)")
-    p.add_argument("--per-family", type=int, default=12)
+    p.add_argument("--per-family", type=int, default=11)
     p.add_argument("--model", help="model dir (default: the engine's default model)")
     p.add_argument("--samples", type=int, default=16)
     p.add_argument("--out", default="results/tiny-eval")

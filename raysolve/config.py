@@ -27,7 +27,7 @@ class EngineConfig(_Strict):
 
     backend: str = "hf"
     """A name registered in ``raysolve.engines.BACKENDS``; ``scripted`` is the test engine."""
-    options: dict[str, Any] = Field(default_factory=lambda: {"model": "random-tiny"})
+    options: dict[str, Any] = Field(default_factory=lambda: {"model": "tiny"})
     """Backend options (model path, dtype, cache sizes ...), passed to the backend's config."""
     num_actors: int = Field(1, ge=1)
     num_cpus: float = Field(1.0, ge=0)

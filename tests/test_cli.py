@@ -1,4 +1,4 @@
-"""End to end: the `raysolve solve` command with the hf backend on the tiny offline model.
+"""End to end: the `raysolve solve` command with the hf backend on the shipped tiny model.
 
 A real local Ray instance is started by the command itself, as a user would run it.
 """
@@ -24,27 +24,29 @@ def _solve(*args, cwd):
 def test_solve_command_end_to_end_with_hf_tiny_model_and_resume(tmp_path):
     problems = tmp_path / "problems.jsonl"
     lines = (ROOT / "examples" / "problems.jsonl").read_text().splitlines()[:3]
+    ids = [json.loads(line)["id"] for line in lines]
     problems.write_text("\n".join(lines + ['{"id": "bad", "problem": ""}', "not json"]) + "\n")
     out = tmp_path / "out"
-    flags = ["--samples", "3", "--pool", "2", "--max-tokens", "48", "--policy", "full"]
+    flags = ["--samples", "3", "--pool", "2", "--max-tokens", "400", "--policy", "full"]
     proc = _solve(str(problems), "--out", str(out), "--limit", "2", *flags, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "problems      2 solved" in proc.stdout and "accuracy      0/2" in proc.stdout
+    assert "problems      2 solved" in proc.stdout and "accuracy      " in proc.stdout
 
     rows = [json.loads(x) for x in (out / "problems.jsonl").read_text().splitlines()]
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
-    assert sorted(r["problem_id"] for r in rows) == ["divisors-360", "primes-100"]
+    assert sorted(r["problem_id"] for r in rows) == sorted(ids[:2])
     for r in rows:
         assert r["samples_started"] == r["samples_finished"] == 3 and r["settle_reason"] == "budget"
         assert r["gold"] is not None and r["correct"] in (True, False)
-        assert 0 < r["generated_tokens"] <= 3 * 48
+        assert 0 < r["generated_tokens"] <= 3 * 400 and r["code_calls"] >= 3  # the model calls tools
     assert len(samples) == 6
     for s in samples:
         assert s["finish_reason"] in ("eos", "length") and not s["cancelled"]
-        assert 0 < s["generated_tokens"] and s["generated_tokens"] + s["tool_output_tokens"] <= 48 + 200
+        assert 0 < s["generated_tokens"] and s["generated_tokens"] + s["tool_output_tokens"] <= 400 + 200
     assert len({(s["problem_id"], s["seed"]) for s in samples}) == 6
     summary = json.loads((out / "summary.json").read_text())
     assert summary["problems"] == 2 and summary["graded"] == 2 and summary["this_run"]["total_tokens"] > 0
+    assert summary["correct"] >= 1  # the trained tiny model solves problems of its own kind
 
     # rerun: the two finished problems are skipped, the third one is solved
     proc = _solve(str(problems), "--out", str(out), *flags, cwd=tmp_path)
@@ -53,7 +55,7 @@ def test_solve_command_end_to_end_with_hf_tiny_model_and_resume(tmp_path):
     assert "skipped row 4: empty problem text" in proc.stderr and "skipped row 5: invalid JSON" in proc.stderr
     assert [e["row"] for e in map(json.loads, (out / "errors.jsonl").read_text().splitlines())] == [4, 5]
     rows = [json.loads(x) for x in (out / "problems.jsonl").read_text().splitlines()]
-    assert sorted(r["problem_id"] for r in rows) == ["divisors-360", "lastdigits-7", "primes-100"]
+    assert sorted(r["problem_id"] for r in rows) == sorted(ids)
 
 
 def test_bad_configuration_is_a_clear_error(tmp_path):

@@ -11,6 +11,7 @@ from raysolve.solver import Solver
 
 def test_settling_cancels_hf_requests_and_frees_their_cache(ray_local):
     cfg = SolverConfig()
+    cfg.engine.options = {"model": "random-tiny"}  # long, varied samples: most are still running at the stop
     cfg.budget.max_tokens = 600
     cfg.budget.max_code_calls = 0
     with Solver(cfg) as solver:

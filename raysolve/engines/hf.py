@@ -110,6 +110,8 @@ from raysolve.engines.base import Delta, FinishReason, GenerationRequest
 
 __all__ = ["HFEngine", "HFEngineConfig"]
 
+TINY = "tiny"
+"""``HFEngineConfig.model`` value meaning the project's trained tiny model, shipped in ``raysolve/tiny/model``."""
 RANDOM_TINY = "random-tiny"
 """``HFEngineConfig.model`` value meaning ``raysolve.engines.random_model.ensure_random_model()``."""
 
@@ -121,8 +123,9 @@ _EARLY_CANCEL_TTL_S = 300.0
 class HFEngineConfig:
     """Options of the ``hf`` backend (``EngineConfig.options`` in the solver config)."""
 
-    model: str = RANDOM_TINY
-    """Model directory (or a hub id already in the local HF cache); ``"random-tiny"``: the random placeholder."""
+    model: str = TINY
+    """Model directory (or a hub id already in the local HF cache); ``"tiny"``: the shipped tiny
+    model (the embedded default); ``"random-tiny"``: a randomly initialised one, for tests."""
     tokenizer: str | None = None
     """Tokenizer directory; None: the model's."""
     device: str = "auto"
@@ -410,6 +413,10 @@ class HFEngine:
             from raysolve.engines.random_model import ensure_random_model
 
             path = str(ensure_random_model(seed=cfg.random_model_seed))
+        elif cfg.model == TINY:
+            from raysolve.tiny import MODEL_DIR
+
+            path = str(MODEL_DIR)
         else:
             local = Path(cfg.model).expanduser()
             path = str(local) if local.exists() else cfg.model

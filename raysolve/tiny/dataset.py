@@ -43,12 +43,15 @@ def code_call(thought: str, code: str, fmt: PromptFormat) -> str:
 
 
 def solve(problem: TinyProblem, interpreter: Any, fmt: PromptFormat) -> Transcript | None:
-    """Run ``problem``'s cells and build its transcript; None if the result disagrees."""
+    """Run ``problem``'s cells and build its transcript; None if a cell misbehaves or the
+    executed answer disagrees with the reference."""
     pieces: list[tuple[str, bool]] = []
     last_stdout = ""
     for number, step in enumerate(problem.steps, start=1):
         raw = interpreter.run(step.code, number)
         result = ExecResult("ok" if raw["status"] == "ok" else "error", raw["stdout"], raw["stderr"])
+        if (result.status != "ok") != step.expect_error:
+            return None  # a cell meant to fail ran, or one meant to run failed: not a clean example
         pieces.append((code_call(step.thought, step.code, fmt), True))
         pieces.append((fmt.output_block(result.text, MAX_CODE_CALLS - number, failed=result.status != "ok"), False))
         last_stdout = result.stdout if result.status == "ok" else ""

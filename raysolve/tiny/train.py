@@ -34,6 +34,8 @@ class TrainConfig:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     eval_every: int = 250
+    max_minutes: float = 0.0
+    """Stop early (and still export) after this much training time; 0: no limit."""
     save_dtype: str = "float16"
     """Weights are saved in this dtype to keep the shipped model small (loaded as float32 on CPU)."""
 
@@ -146,6 +148,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig, device
     tokens = 0
     model.train()
     for step in range(config.steps):
+        out_of_time = bool(config.max_minutes) and time.perf_counter() - started > 60 * config.max_minutes
+        last = out_of_time or step == config.steps - 1
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         x, y = next(batches)
@@ -155,13 +159,15 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig, device
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         opt.step()
-        if step % 25 == 0 or step == config.steps - 1:
+        if step % 25 == 0 or last:
             row = {"step": step, "loss": round(float(loss.detach()), 5), "lr": lr_at(step),
                    "elapsed_s": round(time.perf_counter() - started, 2)}
-            if step % config.eval_every == 0 or step == config.steps - 1:
+            if step % config.eval_every == 0 or last:
                 row["val_loss"] = round(evaluate(), 5)
             log.append(row)
             print(json.dumps(row), flush=True)
+        if last:
+            break
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, bos_token_id=None,
@@ -174,6 +180,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig, device
         "val_sequences": n_val,
         "final_loss": log[-1]["loss"],
         "final_val_loss": log[-1].get("val_loss"),
+        "steps_done": log[-1]["step"] + 1,
         "train_tokens_seen": tokens,
         "train_s": round(time.perf_counter() - started, 1),
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
