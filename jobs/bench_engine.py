@@ -17,12 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from raysolve.engines.base import GenerationRequest  # noqa: E402
-from raysolve.engines.hf import HFEngine, HFEngineConfig  # noqa: E402
-from raysolve.output import read_rows  # noqa: E402
-from raysolve.prompting import HFTokenCodec, PromptFormat  # noqa: E402
+from raysolve.engines.base import GenerationRequest
+from raysolve.engines.hf import HFEngine, HFEngineConfig
+from raysolve.output import read_rows
+from raysolve.prompting import HFTokenCodec, PromptFormat
 
 
 async def run_level(engine: HFEngine, prompts: list[list[int]], concurrency: int, tokens: int) -> dict:

@@ -22,11 +22,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from raysolve.answers import is_correct  # noqa: E402
-from raysolve.cli import main as cli_main  # noqa: E402
-from raysolve.output import read_rows  # noqa: E402
+from raysolve.answers import is_correct
+from raysolve.cli import main as cli_main
+from raysolve.output import read_rows
 
 
 def write_heldout(path: Path, seed: int, per_family: int) -> None:

@@ -26,7 +26,7 @@ class TrainConfig:
     num_heads: int = 8
     num_kv_heads: int = 4
     intermediate_size: int = 768
-    steps: int = 3000
+    steps: int = 4000
     batch_size: int = 128
     lr: float = 1.5e-3
     min_lr: float = 1e-4
