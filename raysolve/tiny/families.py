@@ -52,6 +52,12 @@ MOD_P = 0.2
 ERROR_P = 0.15
 
 
+def _recovering(rng: random.Random, clean: list[Step], failed: Step, fix: Step) -> list[Step]:
+    """With probability ``ERROR_P``: a first attempt that fails in the sandbox, then its fix;
+    otherwise the clean solution."""
+    return [failed, fix] if rng.random() < ERROR_P else clean
+
+
 # --------------------------------------------------------------------------
 # reference helpers (plain Python, independent of the solution cells)
 
@@ -219,12 +225,11 @@ def prime_count_range(rng: random.Random) -> TinyProblem:
         Step("List the primes in the range with sympy and count them.", f"from sympy import primerange\nprimes = list(primerange({a}, {b + 1}))\nprint(len(primes))"),
         Step("Test each number in the range for primality.", sympy_brute),
     ])
-    steps = [step]
-    if rng.random() < ERROR_P:
-        steps = [
-            Step("Test each number with isprime from math.", f"from math import isprime\ncount = sum(1 for n in range({a}, {b + 1}) if isprime(n))\nprint(count)", True),
-            Step("math has no isprime; use sympy's isprime instead.", sympy_brute),
-        ]
+    steps = _recovering(
+        rng, [step],
+        Step("Test each number with isprime from math.", f"from math import isprime\ncount = sum(1 for n in range({a}, {b + 1}) if isprime(n))\nprint(count)", True),
+        Step("math has no isprime; use sympy's isprime instead.", sympy_brute),
+    )
     return _make("prime_count_range", rng, problem, answer, steps)
 
 
@@ -412,12 +417,11 @@ def mod_inverse(rng: random.Random) -> TinyProblem:
         Step("Inverse via pow with exponent -1.", f"inverse = pow({a}, -1, {m})\n{final}"),
         Step("Use sympy's mod_inverse.", f"from sympy import mod_inverse\ninverse = mod_inverse({a}, {m})\n{final}"),
     ])
-    steps = [good]
-    if rng.random() < ERROR_P:
-        steps = [
-            Step("Compute the modular inverse.", f"inverse = mod_inverse({a}, {m})\n{final}", True),
-            Step("mod_inverse was not imported; import it from sympy.", f"from sympy import mod_inverse\ninverse = mod_inverse({a}, {m})\n{final}"),
-        ]
+    steps = _recovering(
+        rng, [good],
+        Step("Compute the modular inverse.", f"inverse = mod_inverse({a}, {m})\n{final}", True),
+        Step("mod_inverse was not imported; import it from sympy.", f"from sympy import mod_inverse\ninverse = mod_inverse({a}, {m})\n{final}"),
+    )
     return _make("mod_inverse", rng, problem, answer, steps)
 
 
@@ -649,12 +653,11 @@ def binomial_mod(rng: random.Random) -> TinyProblem:
         Step("Use math.comb and reduce.", f"import math\nprint(math.comb({n}, {k}) % {m})"),
         Step("Use sympy's binomial and reduce.", f"from sympy import binomial\nprint(binomial({n}, {k}) % {m})"),
     ])
-    steps = [good]
-    if rng.random() < ERROR_P:
-        steps = [
-            Step("Compute the binomial coefficient with math.comb.", f"print(math.comb({n}, {k}) % {m})", True),
-            Step("math was not imported; import it and retry.", f"import math\nprint(math.comb({n}, {k}) % {m})"),
-        ]
+    steps = _recovering(
+        rng, [good],
+        Step("Compute the binomial coefficient with math.comb.", f"print(math.comb({n}, {k}) % {m})", True),
+        Step("math was not imported; import it and retry.", f"import math\nprint(math.comb({n}, {k}) % {m})"),
+    )
     return _make("binomial_mod", rng, problem, answer, steps)
 
 
@@ -1077,10 +1080,8 @@ def totient(rng: random.Random) -> TinyProblem:
         if kind == 1 and rng.random() < 0.5:
             good = Step("Count coprime k directly with gcd.", f"import math\nprint(sum(1 for k in range(1, {n + 1}) if math.gcd(k, {n}) == 1))")
         bad = Step("Use the totient from math.", f"from math import totient\nprint(totient({n}))", True)
-    steps = [good]
-    if rng.random() < ERROR_P:
-        fix = Step("math has no totient; sympy provides it.", good.code if "sympy" in good.code else f"from sympy import totient\nprint(totient({n}))")
-        steps = [bad, fix]
+    fix = Step("math has no totient; sympy provides it.", good.code if "sympy" in good.code else f"from sympy import totient\nprint(totient({n}))")
+    steps = _recovering(rng, [good], bad, fix)
     answer = value % 1000 if mod else value
     return _make("totient", rng, problem, answer, steps)
 
@@ -1236,12 +1237,11 @@ def factorial_trailing_zeros(rng: random.Random) -> TinyProblem:
         legendre = f"n, count, power = {n}, 0, 5\nwhile power <= n:\n    count += n // power\n    power *= 5\nprint(count)"
         if small:
             brute = f"import math\ndigits = str(math.factorial({n}))\nprint(len(digits) - len(digits.rstrip('0')))"
-            steps = [rng.choice([Step("Count factors of 5 (Legendre).", legendre), Step("Compute n! exactly and count trailing zeros.", brute)])]
-            if rng.random() < ERROR_P:
-                steps = [
-                    Step("Compute n! and strip the zeros.", f"digits = str(factorial({n}))\nprint(len(digits) - len(digits.rstrip('0')))", True),
-                    Step("factorial is undefined; import it from math.", brute),
-                ]
+            steps = _recovering(
+                rng, [rng.choice([Step("Count factors of 5 (Legendre).", legendre), Step("Compute n! exactly and count trailing zeros.", brute)])],
+                Step("Compute n! and strip the zeros.", f"digits = str(factorial({n}))\nprint(len(digits) - len(digits.rstrip('0')))", True),
+                Step("factorial is undefined; import it from math.", brute),
+            )
         else:
             steps = [Step("Count factors of 5 with Legendre's formula.", legendre)]
     elif kind == 1:
