@@ -7,7 +7,7 @@ runs ``raysolve solve`` on it with the full vote (no early stopping, so every sa
 is a pass@1 draw), and reports from the written records:
 - pass@1: share of samples whose answer is correct;
 - maj@N: share of problems whose plurality answer is correct;
-- distinct answers per problem, share of samples with a code call;
+- distinct answers per problem ("no answer" counts as one), share of samples with a code call;
 - per-family pass@1 and maj@N; engine throughput (tokens/s, excluding start-up).
 """
 

@@ -24,14 +24,22 @@ def smoke(tmp_path_factory):
 
 
 def test_data_comes_from_executed_code_and_masks_tool_output(smoke):
-    from raysolve.prompting import PromptFormat
-    from raysolve.tiny.dataset import Transcript, tokenize  # noqa: F401
+    from transformers import AutoTokenizer
+
+    from raysolve.tiny.train import load_data
 
     stats = json.loads((smoke / "data.json").read_text())
-    assert stats["transcripts"] >= 0.95 * stats["problems"]  # executed answers agree with the references
+    assert stats["transcripts"] == stats["problems"]  # every executed answer matched its reference
     assert stats["code_calls"] >= stats["transcripts"]
-    assert 0 < stats["learned_tokens"] < stats["tokens"]
-    assert PromptFormat().output_begin  # the format the transcripts were rendered with
+    tok = AutoTokenizer.from_pretrained(smoke / "tokenizer")
+    seqs, masks = load_data(smoke)
+    assert len(seqs) == stats["transcripts"] and sum(len(s) for s in seqs) == stats["tokens"]
+    for seq, mask in zip(seqs[:20], masks[:20]):
+        learned = tok.decode([t for t, m in zip(seq, mask) if m])
+        context = tok.decode([t for t, m in zip(seq, mask) if not m])
+        assert "<tool_call>" in learned and "\\boxed{" in learned and learned.endswith("<|im_end|>")
+        assert "```output" not in learned and "Remaining code calls" not in learned
+        assert "<|im_start|>user" in context and "```output" in context
 
 
 def test_exported_model_loads_offline_and_generates_through_the_hf_backend(smoke):
