@@ -148,7 +148,8 @@ def solve_command(args: argparse.Namespace) -> int:
     bar.close()
     this_run.wall_s = time.perf_counter() - started
     total.skipped_rows = this_run.skipped_rows
-    total.wall_s = this_run.wall_s
+    # Throughput over all runs is unknown once earlier runs' rows are included; "this_run" has it.
+    total.wall_s = 0.0 if total.resumed_problems else this_run.wall_s
     writer.write_summary(total, {
         "this_run": this_run.to_dict(),
         "config": json.loads(cfg.model_dump_json()),

@@ -12,7 +12,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 MAX_PROBLEM_CHARS = 100_000
 
@@ -102,11 +102,6 @@ def load_problems(
     """Problems (or row errors) from ``source``, streamed in file order."""
     for number, row in iter_rows(source, split):
         yield row if isinstance(row, RowError) else row_to_problem(row, number, fields)
-
-
-def problems_from(items: Iterable[Problem | RowError]) -> list[Problem]:
-    """Only the valid problems (for callers that handle errors elsewhere)."""
-    return [p for p in items if isinstance(p, Problem)]
 
 
 def _first(row: Mapping[str, Any], names: tuple[str, ...]) -> Any:
