@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     g = s.add_argument_group("solver (override the config)")
     g.add_argument("--model", help="model path for the engine (default: the embedded tiny model)")
     g.add_argument("--backend", choices=MODEL_BACKENDS, help="engine backend")
-    g.add_argument("--engines", type=int, help="number of engine actors")
+    g.add_argument("--engines", type=_actor_count, help="number of engine actors, or 'auto' (one per --gpus-per-engine GPUs)")
+    g.add_argument("--gpus-per-engine", type=float, help="GPUs each engine actor holds (the tensor-parallel size; 0: CPU)")
     g.add_argument("--samples", type=int, help="samples per problem (vote budget)")
     g.add_argument("--mode", choices=["pool", "launch-all"], help="scheduling mode")
     g.add_argument("--pool", type=int, help="in-flight samples per problem in pool mode")
@@ -63,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _actor_count(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
 def build_config(args: argparse.Namespace) -> SolverConfig:
     """The config file, then the flags that were given."""
     cfg = SolverConfig.load(args.config) if args.config else SolverConfig()
@@ -72,6 +82,7 @@ def build_config(args: argparse.Namespace) -> SolverConfig:
     updates = {
         ("engine", "backend"): args.backend,
         ("engine", "num_actors"): args.engines,
+        ("engine", "num_gpus"): args.gpus_per_engine,
         ("engine", "options"): engine_options,
         ("scheduling", "num_samples"): args.samples,
         ("scheduling", "mode"): args.mode,

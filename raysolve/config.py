@@ -17,7 +17,6 @@ from raysolve.sandbox.config import SandboxConfig
 from raysolve.voting import parse_policy
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -29,13 +28,21 @@ class EngineConfig(_Strict):
     """A name registered in ``raysolve.engines.BACKENDS``; ``scripted`` is the test engine."""
     options: dict[str, Any] = Field(default_factory=lambda: {"model": "tiny"})
     """Backend options (model path, dtype, cache sizes ...), passed to the backend's config."""
-    num_actors: int = Field(1, ge=1)
+    num_actors: int | Literal["auto"] = 1
+    """Engine actors; ``"auto"``: one per ``num_gpus`` GPUs of the cluster (1 on a CPU-only cluster)."""
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
+    """GPUs per engine actor. 0: CPU; a fraction: actors share a GPU; an integer n >= 1: the
+    actor holds n GPUs of one node (a placement-group bundle; n is the tensor-parallel size)."""
+    placement_timeout_s: float = Field(600.0, gt=0)
+    """How long to wait for GPUs that exist but are busy before giving up with an error."""
+    wait_for_gpus: bool = False
+    """Wait (up to ``placement_timeout_s``) even when no node has the GPUs yet: for autoscaling clusters."""
+    env_vars: dict[str, str] = Field(default_factory=dict)
+    """Environment of the engine actors (and the workers their backend starts)."""
     queue_depth: int | None = Field(None, ge=1)
     """In-flight samples the coordinator keeps on each actor; None: the engine's own target."""
     max_restarts: int = 3
-
 
     @field_validator("backend")
     @classmethod
@@ -45,6 +52,20 @@ class EngineConfig(_Strict):
         if name not in BACKENDS:
             raise ValueError(f"unknown engine backend {name!r}; known: {', '.join(sorted(BACKENDS))}")
         return name
+
+    @field_validator("num_actors")
+    @classmethod
+    def _actors_positive(cls, n: int | str) -> int | str:
+        if isinstance(n, int) and n < 1:
+            raise ValueError("num_actors must be at least 1 (or 'auto')")
+        return n
+
+    @field_validator("num_gpus")
+    @classmethod
+    def _whole_gpus_above_one(cls, n: float) -> float:
+        if n > 1 and n != int(n):
+            raise ValueError(f"num_gpus={n}: above 1 it must be a whole number of GPUs (the tensor-parallel size)")
+        return n
 
 
 class SamplingConfig(_Strict):

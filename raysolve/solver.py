@@ -1,8 +1,8 @@
 """`Solver`: the one builder that turns a `SolverConfig` into running actors.
 
 The CLI, the dataset job, the Serve app and the AIMO runner all go through it:
-sandbox actors, then engine actors (each loads its engine once), then the
-coordinator. ``solve_iter`` streams problems in with bounded look-ahead and
+sandbox actors, then the engine actors' resources (placement groups for whole
+GPUs), the engine actors (each loads its engine once), then the coordinator. ``solve_iter`` streams problems in with bounded look-ahead and
 yields results as they finish, so a large data set never sits in memory.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 
 import ray
 
-from raysolve.actors import SolveOptions, spawn_coordinator, spawn_engine_actor
+from raysolve.actors import SolveOptions, place_engine_actors, release, spawn_coordinator, spawn_engine_actor
 from raysolve.config import SolverConfig
 from raysolve.problems import Problem
 from raysolve.records import ProblemResult
@@ -27,6 +27,7 @@ class Solver:
         self.address = address
         self.sandboxes: list[Any] = []
         self.engines: list[Any] = []
+        self.placements: list[Any] = []
         self.coordinator: Any = None
         self.depths: list[int] = []
         self._owns_ray = False
@@ -41,15 +42,21 @@ class Solver:
                 configure_logging=False,
             )
             self._owns_ray = True
-        cfg = self.config
-        run = uuid.uuid4().hex[:8]
-        names = [f"raysolve-sandbox-{run}-{i}" for i in range(cfg.num_sandbox_actors)]
-        self.sandboxes = [sandbox_pool_actor(cfg.sandbox, name=name) for name in names]
-        self.engines = [
-            spawn_engine_actor(i, cfg, names[i % len(names)]) for i in range(cfg.engine.num_actors)
-        ]
-        self.depths = ray.get([engine.ready.remote() for engine in self.engines])
-        self.coordinator = spawn_coordinator(cfg, self.engines, self.depths)
+        try:
+            cfg = self.config
+            run = uuid.uuid4().hex[:8]
+            names = [f"raysolve-sandbox-{run}-{i}" for i in range(cfg.num_sandbox_actors)]
+            self.sandboxes = [sandbox_pool_actor(cfg.sandbox, name=name) for name in names]
+            self.placements = place_engine_actors(cfg.engine, name_prefix=f"raysolve-engine-{run}")
+            self.engines = [
+                spawn_engine_actor(i, cfg, names[i % len(names)], placement)
+                for i, placement in enumerate(self.placements)
+            ]
+            self.depths = ray.get([engine.ready.remote() for engine in self.engines])
+            self.coordinator = spawn_coordinator(cfg, self.engines, self.depths)
+        except BaseException:
+            self.shutdown()  # no sandbox actors or placement groups left behind
+            raise
         return self
 
     def solve(self, problem: Problem, options: SolveOptions | None = None) -> ProblemResult:
@@ -92,10 +99,17 @@ class Solver:
         }
 
     def shutdown(self) -> None:
+        """Close the engines (their worker processes free the GPUs), then kill the actors."""
+        if self.engines:
+            try:
+                ray.get([e.close.remote() for e in self.engines], timeout=60)
+            except Exception:  # a dead or hung engine actor is killed below anyway
+                pass
         for handle in [self.coordinator, *self.engines, *self.sandboxes]:
             if handle is not None:
                 ray.kill(handle)
-        self.coordinator, self.engines, self.sandboxes = None, [], []
+        release(p.group for p in self.placements)
+        self.coordinator, self.engines, self.sandboxes, self.placements = None, [], [], []
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False

@@ -8,9 +8,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray instance for the whole session (starting Ray costs seconds)."""
+    """One local Ray instance for the whole session (starting Ray costs seconds).
+
+    It declares 4 GPUs that this CPU machine does not have: Ray schedules them like real
+    ones (placement groups, CUDA_VISIBLE_DEVICES), which is what the placement tests check;
+    nothing in the suite runs CUDA code on them."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

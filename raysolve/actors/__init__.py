@@ -1,7 +1,8 @@
 """The Ray layer: the only scheduling code that knows about Ray.
 
-``spawn_engine_actor`` and ``spawn_coordinator`` wrap the plain classes with
-``ray.remote`` and the resource options from the ``SolverConfig``.
+``place_engine_actors`` reserves the engine actors' CPUs/GPUs (placement groups
+for whole GPUs); ``spawn_engine_actor`` and ``spawn_coordinator`` wrap the plain
+classes with ``ray.remote`` and those options.
 """
 
 from __future__ import annotations
@@ -12,22 +13,32 @@ import ray
 
 from raysolve.actors.coordinator import Coordinator, SolveOptions
 from raysolve.actors.engine_actor import EngineActor
+from raysolve.actors.placement import ActorPlacement, PlacementError, place_engine_actors, release
 from raysolve.config import SolverConfig
 
-__all__ = ["Coordinator", "EngineActor", "SolveOptions", "spawn_coordinator", "spawn_engine_actor"]
+__all__ = [
+    "ActorPlacement",
+    "Coordinator",
+    "EngineActor",
+    "PlacementError",
+    "SolveOptions",
+    "place_engine_actors",
+    "release",
+    "spawn_coordinator",
+    "spawn_engine_actor",
+]
 
 _MAX_CONCURRENCY = 10_000
 """Async actor calls in flight: samples plus cancels; the engine's own depth is the real cap."""
 
 
-def spawn_engine_actor(index: int, config: SolverConfig, sandbox_actor: str) -> Any:
-    """An engine actor reserving the configured CPUs/GPUs; restarted if its process dies.
+def spawn_engine_actor(index: int, config: SolverConfig, sandbox_actor: str, placement: ActorPlacement) -> Any:
+    """An engine actor with the resources ``placement`` reserved for it; restarted if its process dies.
 
     ``sandbox_actor`` is the name of the ``SandboxPool`` actor its samples use."""
     cls = ray.remote(EngineActor)
     return cls.options(
-        num_cpus=config.engine.num_cpus,
-        num_gpus=config.engine.num_gpus,
+        **placement.options,
         max_restarts=config.engine.max_restarts,
         max_task_retries=0,  # the coordinator retries samples itself and counts attempts
         max_concurrency=_MAX_CONCURRENCY,

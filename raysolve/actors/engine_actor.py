@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from raysolve.config import SolverConfig
@@ -23,6 +23,7 @@ from raysolve.tir import SampleSpec, run_sample
 
 _PROMPT_CACHE_SIZE = 1024
 _EARLY_CANCEL_TTL_S = 120.0
+_LATENCY_WINDOW = 10_000
 
 
 class EngineActor:
@@ -45,6 +46,9 @@ class EngineActor:
         self._early_cancels: dict[str, float] = {}
         self._prompts: OrderedDict[tuple[str, str], tuple[int, ...]] = OrderedDict()
         self.counters = {"samples_done": 0, "samples_cancelled": 0}
+        self._cancel_at: dict[str, float] = {}
+        self.cancel_latencies_s: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        """Seconds from ``cancel`` to the sample's loop having stopped (engine request ended), per sample."""
 
     async def ready(self) -> int:
         """Load the engine (once); returns the in-flight target for the coordinator."""
@@ -63,6 +67,9 @@ class EngineActor:
             outcome = await task
         finally:
             self._tasks.pop(request.key, None)
+            cancelled_at = self._cancel_at.pop(request.key, None)
+            if cancelled_at is not None:
+                self.cancel_latencies_s.append(time.monotonic() - cancelled_at)
         cancelled = outcome.finish_reason == "cancelled"
         self.counters["samples_cancelled" if cancelled else "samples_done"] += 1
         return self._record(request, outcome, cancelled)
@@ -74,6 +81,8 @@ class EngineActor:
         for key in keys:
             task = self._tasks.get(key)
             if task is not None:
+                if not task.done():
+                    self._cancel_at.setdefault(key, now)
                 task.cancel()
                 hit += 1
             else:  # the request may still be on its way to this actor
@@ -82,7 +91,51 @@ class EngineActor:
         return hit
 
     def stats(self) -> dict[str, Any]:
-        return {"index": self.index, "running": len(self._tasks), **self.counters, **self.engine.stats()}
+        lat = sorted(self.cancel_latencies_s)
+        latency = {}
+        if lat:
+            latency = {
+                "cancel_latency_ms_p50": 1000 * lat[len(lat) // 2],
+                "cancel_latency_ms_p95": 1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))],
+                "cancel_latency_ms_max": 1000 * lat[-1],
+            }
+        return {"index": self.index, "running": len(self._tasks), **self.counters, **latency, **self.engine.stats()}
+
+    def cancel_latencies(self) -> list[float]:
+        """The recent cancel-to-stopped latencies in seconds (see ``cancel_latencies_s``)."""
+        return list(self.cancel_latencies_s)
+
+    def placement(self) -> dict[str, Any]:
+        """What this actor holds: Ray's GPU ids, ``CUDA_VISIBLE_DEVICES``, and, per GPU process the
+        engine started, the ``CUDA_VISIBLE_DEVICES`` it inherited (to check workers stay on our GPUs)."""
+        import os
+
+        import ray
+
+        return {
+            "index": self.index,
+            "node": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+            "ray_gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "children": _children_devices(),
+        }
+
+    async def run_on_engine(self, fn: Any, *args: Any) -> Any:
+        """Await ``fn(engine, codec, fmt, *args)`` on this actor's event loop, next to the samples.
+
+        For benchmarks and diagnostics that need the engine itself (engine-alone throughput on
+        the same GPUs, abort checks); the tool loop never goes through here."""
+        await self._ensure_started()
+        return await fn(self.engine, self.codec, self.fmt, *args)
+
+    async def close(self) -> None:
+        """Stop the engine (its worker processes and GPU memory) before the actor is killed."""
+        for task in list(self._tasks.values()):
+            task.cancel()
+        started = self._started
+        if started is not None and started.done() and not started.cancelled() and started.exception() is None:
+            await self.engine.close()
 
     async def cache_stats(self) -> dict[str, int]:
         """The engine's KV-cache occupancy, for backends that report it (empty otherwise)."""
@@ -128,3 +181,17 @@ class EngineActor:
             error=outcome.error if outcome else None,
             text=outcome.text if (outcome and self.config.keep_text) else None,
         )
+
+
+def _children_devices() -> list[dict[str, Any]]:
+    """This process's descendants with the ``CUDA_VISIBLE_DEVICES`` each was started with (Linux /proc)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            env = child.environ()
+            found.append({"pid": child.pid, "name": child.name(), "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES")})
+        except (psutil.Error, OSError):
+            continue
+    return found

@@ -1,7 +1,7 @@
 """Inference backends behind the `Engine` protocol (`raysolve.engines.base`).
 
 ``make_engine(backend, **options)`` builds one by name. Backend modules are
-imported lazily, so importing this package never imports torch or transformers.
+imported lazily, so importing this package never imports torch, transformers or vLLM.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ __all__ = ["BACKENDS", "Delta", "Engine", "FinishReason", "GenerationRequest", "
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "hf": ("raysolve.engines.hf", "HFEngine", "HFEngineConfig"),
     "scripted": ("raysolve.engines.scripted", "ScriptedEngine", "ScriptedEngineConfig"),
+    "vllm": ("raysolve.engines.vllm", "VLLMEngine", "VLLMEngineConfig"),
 }
 """backend name -> (module, engine class, config dataclass). ``scripted`` is the TEST engine."""
 

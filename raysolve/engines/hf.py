@@ -95,7 +95,7 @@ import dataclasses
 import math
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -107,6 +107,7 @@ from transformers.generation.continuous_batching.cb_logits_processors import (
 from transformers.generation.logits_process import LogitsProcessorList
 
 from raysolve.engines.base import Delta, FinishReason, GenerationRequest
+from raysolve.engines.cancels import EarlyCancels
 
 __all__ = ["HFEngine", "HFEngineConfig"]
 
@@ -115,8 +116,6 @@ TINY = "tiny"
 RANDOM_TINY = "random-tiny"
 """``HFEngineConfig.model`` value meaning ``raysolve.engines.random_model.ensure_random_model()``."""
 
-_EARLY_CANCEL_MAX = 4096
-_EARLY_CANCEL_TTL_S = 300.0
 
 
 @dataclass
@@ -373,7 +372,7 @@ class HFEngine:
         """Tokens the whole cache holds; prompt plus ``max_tokens`` of one request is clamped to it."""
         self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()
-        self._early_cancels: OrderedDict[str, float] = OrderedDict()
+        self._early_cancels = EarlyCancels()
         self._closing = threading.Event()
         self._bridge: threading.Thread | None = None
         self._start_lock = asyncio.Lock()
@@ -513,14 +512,7 @@ class HFEngine:
         with self._lock:
             stream = self._streams.get(request_id)
             if stream is None:
-                now = time.monotonic()
-                self._early_cancels[request_id] = now
-                self._early_cancels.move_to_end(request_id)
-                while self._early_cancels and (
-                    len(self._early_cancels) > _EARLY_CANCEL_MAX
-                    or now - next(iter(self._early_cancels.values())) > _EARLY_CANCEL_TTL_S
-                ):
-                    self._early_cancels.popitem(last=False)
+                self._early_cancels.add(request_id)
                 return
             if stream.done or stream.cancelled:
                 return
@@ -544,7 +536,7 @@ class HFEngine:
                 duplicate = True
             else:
                 duplicate = False
-                early = self._early_cancels.pop(rid, None)
+                early = self._early_cancels.pop(rid)
                 if early is None:
                     self._streams[rid] = stream
         if duplicate:

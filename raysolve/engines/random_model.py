@@ -1,9 +1,9 @@
 """A tiny, randomly initialised Qwen2-architecture model, created offline.
 
-PLACEHOLDER: it lets the ``hf`` backend, the engine actor and the tests run on a
-CPU with no download, until the project ships the tiny model it trains (a later
-issue). The model path is a config value (``HFEngineConfig.model``), so the
-trained model drops in without code changes; ``"random-tiny"`` means "call
+A TEST MODEL: it gives the engine tests a model whose weights are random and
+whose shape is arbitrary, so they test the engine mechanics and never the
+trained tiny model's skill (that is ``raysolve/tiny/model``, the embedded
+default). ``"random-tiny"`` as a backend's ``model`` means "call
 ``ensure_random_model()`` and use its path".
 
 What gets written (a normal Hugging Face model directory, loadable offline with
