@@ -164,14 +164,18 @@ def test_cancel_aborts_the_request_ends_the_stream_and_frees_its_blocks(monkeypa
             await engine.cancel(rid)
         results = await asyncio.gather(*runs)
         await asyncio.sleep(0.02)
-        return busy, after, results, await engine.cache_stats()
+        stale = await engine.cache_stats()
+        return busy, after, results, stale, await engine.cache_stats(fresh=True)
 
-    busy, after, results, idle = asyncio.run(go())
+    busy, after, results, stale, idle = asyncio.run(go())
     assert busy["running"] == 4 and after["running"] == 2 and idle["running"] == 0
+    assert stale["running"] in (1, 2)  # the last step's report: an idle engine takes no steps
+    assert idle["updates"] > stale["updates"]  # the probe request's step reported
     assert after["kv_cache_usage"] < busy["kv_cache_usage"] and idle["kv_cache_usage"] == 0
     assert all(last.finish_reason == "cancelled" for _, last in results)
     assert all(0 < len(tokens) < 5000 for tokens, _ in results)
     assert sorted(double.instances[0].aborted) == ["k0", "k1", "k2", "k3"]
+    assert double.instances[0].requests[-1][2].startswith("raysolve-probe-")
     assert engine.stats()["requests_cancelled"] == 4 and engine.stats()["active"] == 0
 
 
@@ -197,7 +201,7 @@ def test_a_consumer_that_stops_listening_aborts_its_request(monkeypatch):
         await stream.__anext__()
         await stream.aclose()
         await asyncio.sleep(0.01)
-        return await engine.cache_stats()
+        return await engine.cache_stats(fresh=True)
 
     stats = asyncio.run(go())
     assert double.instances[0].aborted == ["gone"] and stats["running"] == 0

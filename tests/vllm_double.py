@@ -197,12 +197,15 @@ class AsyncLLM:
             self._stepper = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        # Like vLLM's engine core: stats come with steps only, so an engine that went idle
+        # through aborts never reports that it did.
         while self.running:
             await asyncio.sleep(self.step_s)
+            if not self.running:  # everything was aborted meanwhile: no step, no report
+                break
             for req in list(self.running.values()):
                 self._step(req)
             self._report()
-        self._report()
 
     def _step(self, req: _Request) -> None:
         p = req.params

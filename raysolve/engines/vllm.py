@@ -249,6 +249,7 @@ class VLLMEngine:
         self._active: dict[str, bool] = {}
         """Running request id -> whether ``cancel`` was called for it."""
         self._early = EarlyCancels()
+        self._probes = 0
         self._start_lock = asyncio.Lock()
         self._counters = {
             "tokens_generated": 0,
@@ -293,9 +294,15 @@ class VLLMEngine:
     def stats(self) -> dict[str, float]:
         return {**{k: float(v) for k, v in self._counters.items()}, "active": float(len(self._active))}
 
-    async def cache_stats(self) -> dict[str, float]:
+    async def cache_stats(self, fresh: bool = False) -> dict[str, float]:
         """The scheduler's last report: ``running``, ``waiting`` requests, ``kv_cache_usage`` (0–1),
-        cumulative ``prefix_cache_queries``/``prefix_cache_hits`` (tokens), and its age."""
+        cumulative ``prefix_cache_queries``/``prefix_cache_hits`` (tokens), and its age.
+
+        The scheduler reports after each step, and an idle engine takes none, so the last
+        report can predate the final aborts. ``fresh=True`` first runs a one-token probe
+        request, whose step reports the scheduler as it is now (the probe already gone)."""
+        if fresh and self.llm is not None:
+            await self._probe()
         tap = self._tap
         return {
             "running": tap.running,
@@ -306,6 +313,14 @@ class VLLMEngine:
             "updates": tap.updates,
             "age_s": time.monotonic() - tap.updated_at if tap.updates else -1.0,
         }
+
+    async def _probe(self) -> None:
+        self._probes += 1
+        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, detokenize=False,
+                                           output_kind=self._delta_kind)
+        token = self.tokenizer.eos_token_id or 0
+        async for _ in self.llm.generate({"prompt_token_ids": [int(token)]}, params, f"raysolve-probe-{self._probes}"):
+            pass
 
     # ------------------------------------------------------------------ requests
 
