@@ -30,7 +30,7 @@ def engine():
         pytest.skip("needs a CUDA GPU")
     from raysolve.engines.vllm import VLLMEngine, VLLMEngineConfig
 
-    eng = VLLMEngine(VLLMEngineConfig(model="tiny", gpu_memory_utilization=0.3, max_num_seqs=64))
+    eng = VLLMEngine(VLLMEngineConfig(model="tiny", tensor_parallel_size=1, gpu_memory_utilization=0.3, max_num_seqs=64))
     loop = asyncio.new_event_loop()
     loop.run_until_complete(eng.start())
     yield eng, loop

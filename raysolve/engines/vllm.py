@@ -269,6 +269,8 @@ class VLLMEngine:
             vllm, async_llm, output_kind, stat_logger_base = _import_vllm()
             from transformers import AutoTokenizer
 
+            # Workers forked from a process that has touched CUDA cannot use it; vLLM's own advice is spawn.
+            os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
             path = resolve_model_path(self.config.model)
             self.engine_args = engine_kwargs(self.config, path, visible_gpu_count())
             args = vllm.AsyncEngineArgs(**self.engine_args)
