@@ -57,7 +57,10 @@ def test_seeds_differ_and_stop_token_ends_a_segment(engine):
         deltas = [d async for d in eng.generate(req)]
         return [t for d in deltas for t in d.token_ids], deltas[-1]
 
-    outs = loop.run_until_complete(asyncio.gather(*(run(s) for s in range(8))))
+    async def all_seeds():
+        return await asyncio.gather(*(run(s) for s in range(8)))
+
+    outs = loop.run_until_complete(all_seeds())
     assert len({tuple(t) for t, _ in outs}) > 1
     for tokens, last in outs:
         assert last.finish_reason in ("stop", "length")
