@@ -78,12 +78,15 @@ def test_abort_frees_the_scheduler(engine):
         async def consume(r):
             return [d async for d in eng.generate(r)][-1].finish_reason
 
-        reqs = [GenerationRequest(f"a{i}", prompt, 3000, i) for i in range(16)]
+        reqs = [GenerationRequest(f"a{i}", prompt, 3900, i) for i in range(16)]
         eng.config.forced_length = True
         try:
             tasks = [asyncio.ensure_future(consume(r)) for r in reqs]
-            await asyncio.sleep(1.0)
-            busy = await eng.cache_stats()
+            for _ in range(5000):  # until the scheduler reports all 16 running (its reports come per step)
+                busy = await eng.cache_stats()
+                if busy["running"] == 16:
+                    break
+                await asyncio.sleep(0.001)
             for r in reqs:
                 await eng.cancel(r.request_id)
             reasons = await asyncio.gather(*tasks)
@@ -93,5 +96,6 @@ def test_abort_frees_the_scheduler(engine):
             eng.config.forced_length = False
 
     busy, reasons, idle = loop.run_until_complete(go())
-    assert busy["running"] == 16 and set(reasons) == {"cancelled"}
+    assert set(reasons) == {"cancelled"}, reasons
+    assert busy["running"] == 16, busy
     assert idle["running"] == 0 and idle["kv_cache_usage"] < busy["kv_cache_usage"]
