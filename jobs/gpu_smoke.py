@@ -375,11 +375,12 @@ def run_tiny(args: argparse.Namespace) -> dict:
         stats = solver.stats()["engines"]
         lat = ray.get(solver.engines[0].cancel_latencies.remote())
     samples = [s for r in results for s in r.samples]
-    return {
+    report = {
         "model": "tiny (raysolve/tiny/model, trained)", "problems": len(results),
         "correct": sum(bool(r.correct) for r in results), "accuracy": round(sum(bool(r.correct) for r in results) / len(results), 4),
         "samples_started": sum(r.samples_started for r in results), "samples_cancelled": sum(r.samples_cancelled for r in results),
-        "code_calls": sum(r.code_calls for r in results), "generated_tokens": sum(r.generated_tokens for r in results),
+        "code_calls": sum(r.code_calls for r in results), "code_errors": sum(s.code_errors for s in samples),
+        "generated_tokens": sum(r.generated_tokens for r in results),
         "settle_reasons": {k: sum(r.settle_reason == k for r in results) for k in {r.settle_reason for r in results}},
         "sample_errors": sum(s.error is not None for s in samples),
         "sample_error_kinds": sorted({(s.error or "")[:120] for s in samples if s.error})[:5],
@@ -387,7 +388,15 @@ def run_tiny(args: argparse.Namespace) -> dict:
         "generated_tokens_per_s": round(sum(r.generated_tokens for r in results) / wall),
         "cancel_to_stopped_ms": _pcts(lat), "engine_stats": stats,
         "example": next((s.text for r in results for s in r.samples if s.code_calls and s.text and r.correct), None),
+        "example_wrong": next((s.text for r in results for s in r.samples if s.text and not r.correct), None),
     }
+    report["checks"] = {
+        # the held-out maj@16 on CPU is 94.4%: a backend that computes the model right lands near it
+        "accuracy_near_cpu": report["accuracy"] >= 0.8,
+        "code_runs": report["code_errors"] <= 0.3 * max(1, report["code_calls"]),
+        "no_sample_errors": report["sample_errors"] == 0,
+    }
+    return report
 
 
 # ---------------------------------------------------------------------------- main
@@ -463,6 +472,7 @@ def main() -> int:
         print("== tiny model end to end", flush=True)
         try:
             summary["tiny"] = run_tiny(args)
+            failed = failed or not all(summary["tiny"]["checks"].values())
         except Exception as exc:
             import traceback
 

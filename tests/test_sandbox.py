@@ -506,3 +506,16 @@ def _is_zombie(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] in ("Z", "X")
     except OSError:
         return True
+
+
+def test_worker_search_path_keeps_packages_installed_by_path() -> None:
+    # Offline GPU images and Ray runtime environments install packages through PYTHONPATH;
+    # the worker's clean environment must still find them (seen on an H200: RestrictedPython
+    # lived in /tmp/site, and every code call failed until the path was passed on).
+    from raysolve.sandbox.process import _PACKAGE_ROOT, worker_env, worker_pythonpath
+
+    assert worker_pythonpath("/tmp/site:/opt/x::/tmp/site").split(":") == [_PACKAGE_ROOT, "/tmp/site", "/opt/x"]
+    assert worker_pythonpath("") == _PACKAGE_ROOT
+    env = worker_env("/tmp/w")
+    assert env["PYTHONPATH"].split(":")[0] == _PACKAGE_ROOT
+    assert "HOME" in env and not any(k.startswith(("RAY_", "AWS_")) for k in env)

@@ -38,14 +38,23 @@ class WorkerTimeout(Exception):
     """No answer before the deadline; the worker has been killed."""
 
 
+def worker_pythonpath(parent: str | None = None) -> str:
+    """Where the worker finds raysolve and its libraries: this package's root, then the
+    parent's ``PYTHONPATH`` entries (paths, not secrets: packages installed by path, as
+    Ray's runtime environments and offline GPU images do, must import in the worker too)."""
+    parent = os.environ.get("PYTHONPATH", "") if parent is None else parent
+    entries = [_PACKAGE_ROOT, *(e for e in parent.split(os.pathsep) if e)]
+    return os.pathsep.join(dict.fromkeys(entries))
+
+
 def worker_env(workdir: str) -> dict[str, str]:
     """A clean environment: nothing inherited (Ray workers carry credentials and
-    cluster addresses), one thread per numeric library, fixed hash seed so a
-    replayed cell iterates sets in the same order."""
+    cluster addresses) but the module search path, one thread per numeric library,
+    fixed hash seed so a replayed cell iterates sets in the same order."""
     one = "1"
     return {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": _PACKAGE_ROOT,
+        "PYTHONPATH": worker_pythonpath(),
         "HOME": workdir,
         "TMPDIR": workdir,
         "LANG": "C.UTF-8",
