@@ -133,3 +133,27 @@ def test_problems_sharing_an_id_do_not_mix(solver):
     results = list(solver.solve_iter([a, b], SolveOptions(num_samples=3, stop_policy="full")))
     assert sorted(r.answer for r in results) == ["1", "2"]
     assert all(r.samples_finished == 3 and len(r.votes) == 1 for r in results)
+
+
+def test_a_cancel_racing_the_sample_start_is_a_clean_cancel(solver):
+    # The cancel can reach the engine actor before the request, between the request and the
+    # sample's first step, or mid-sample; each must come back as a cancelled record, never an error.
+    import ray
+
+    from raysolve.records import SampleRequest
+    from raysolve.tir import SampleSettings
+
+    engine = solver.engines[0]
+    text = directive_problem(["3"], [400], code=False)
+    records = []
+    for i in range(30):
+        request = SampleRequest("race", i, text, seed=i, settings=SampleSettings(max_tokens=10_000), run_key=9)
+        if i % 3 == 0:
+            engine.cancel.remote([request.key])
+            ref = engine.run_sample.remote(request)
+        else:
+            ref = engine.run_sample.remote(request)
+            engine.cancel.remote([request.key])
+        records.append(ref)
+    out = ray.get(records)
+    assert all(r.cancelled and r.finish_reason == "cancelled" and r.error is None for r in out)

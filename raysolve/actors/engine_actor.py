@@ -65,6 +65,13 @@ class EngineActor:
         self._tasks[request.key] = task
         try:
             outcome = await task
+        except asyncio.CancelledError:
+            if not task.cancelled():  # this call itself was cancelled (ray.cancel): stop the sample too
+                task.cancel()
+                raise
+            # ``cancel`` came before the sample's loop took its first step: nothing ran
+            self.counters["samples_cancelled"] += 1
+            return self._record(request, None, cancelled=True)
         finally:
             self._tasks.pop(request.key, None)
             cancelled_at = self._cancel_at.pop(request.key, None)
