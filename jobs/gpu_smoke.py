@@ -370,7 +370,12 @@ def run_tiny(args: argparse.Namespace) -> dict:
     with Solver(cfg) as solver:
         startup = time.perf_counter() - t0
         started = time.perf_counter()
-        results = list(solver.solve_iter(problems))
+        results = []
+        for result in solver.solve_iter(problems):
+            results.append(result)
+            if len(results) % 10 == 0:
+                print(f"tiny: {len(results)}/{len(problems)} problems, {sum(bool(r.correct) for r in results)} correct, "
+                      f"{time.perf_counter() - started:.0f} s", flush=True)
         wall = time.perf_counter() - started
         stats = solver.stats()["engines"]
         lat = ray.get(solver.engines[0].cancel_latencies.remote())
