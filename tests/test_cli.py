@@ -61,3 +61,23 @@ def test_solve_command_end_to_end_with_hf_tiny_model_and_resume(tmp_path):
 def test_bad_configuration_is_a_clear_error(tmp_path):
     proc = _solve(str(ROOT / "examples" / "problems.jsonl"), "--policy", "beta:2", cwd=tmp_path)
     assert proc.returncode == 2 and "bad configuration" in proc.stderr and "beta" in proc.stderr
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "engines").glob("*.yaml")))
+def test_every_engine_recipe_is_a_valid_config(recipe):
+    from raysolve.config import SolverConfig
+
+    cfg = SolverConfig.load(ROOT / "engines" / recipe)
+    assert cfg.engine.backend in ("hf", "vllm")
+
+
+def test_gpu_flags_build_the_placement_config():
+    from raysolve.cli import _parser, build_config
+
+    args = _parser().parse_args(["solve", "x.jsonl", "--config", str(ROOT / "engines" / "vllm-tp2.yaml"),
+                                 "--engines", "auto", "--gpus-per-engine", "2", "--model", "/m"])
+    cfg = build_config(args)
+    assert cfg.engine.backend == "vllm" and cfg.engine.num_actors == "auto" and cfg.engine.num_gpus == 2
+    assert cfg.engine.options["model"] == "/m" and cfg.engine.env_vars["NCCL_NVLS_ENABLE"] == "0"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["solve", "x.jsonl", "--engines", "many"])

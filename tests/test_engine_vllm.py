@@ -140,7 +140,7 @@ def test_bad_requests_are_error_deltas_and_max_tokens_is_clamped(monkeypatch):
 
     zero_t, too_long, clamped = asyncio.run(go())
     assert zero_t[1].finish_reason == "error" and "greedy" in zero_t[1].error
-    assert too_long[1].finish_reason == "error" and "max_model_len=20" in too_long[1].error
+    assert too_long[1].finish_reason == "error" and "max_model_len (20 tokens)" in too_long[1].error
     assert len(clamped[0]) == 5 and clamped[1].finish_reason == "length"
     assert double.instances[0].requests[0][1].max_tokens == 5
 

@@ -48,7 +48,8 @@ class EngineActor:
         self.counters = {"samples_done": 0, "samples_cancelled": 0}
         self._cancel_at: dict[str, float] = {}
         self.cancel_latencies_s: deque[float] = deque(maxlen=_LATENCY_WINDOW)
-        """Seconds from ``cancel`` to the sample's loop having stopped (engine request ended), per sample."""
+        """Seconds from ``cancel`` until the sample's loop has ended: its engine request stopped and
+        its sandbox session closed (the engine's own part is ~1 step; see ``jobs/gpu_smoke.py``)."""
 
     async def ready(self) -> int:
         """Load the engine (once); returns the in-flight target for the coordinator."""

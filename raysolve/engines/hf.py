@@ -97,7 +97,6 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, AsyncIterator
 
 import torch
@@ -107,16 +106,9 @@ from transformers.generation.continuous_batching.cb_logits_processors import (
 from transformers.generation.logits_process import LogitsProcessorList
 
 from raysolve.engines.base import Delta, FinishReason, GenerationRequest
-from raysolve.engines.cancels import EarlyCancels
+from raysolve.engines.common import TINY, EarlyCancels, fit_to_room, request_counters, resolve_model_path
 
 __all__ = ["HFEngine", "HFEngineConfig"]
-
-TINY = "tiny"
-"""``HFEngineConfig.model`` value meaning the project's trained tiny model, shipped in ``raysolve/tiny/model``."""
-RANDOM_TINY = "random-tiny"
-"""``HFEngineConfig.model`` value meaning ``raysolve.engines.random_model.ensure_random_model()``."""
-
-
 
 @dataclass
 class HFEngineConfig:
@@ -376,13 +368,7 @@ class HFEngine:
         self._closing = threading.Event()
         self._bridge: threading.Thread | None = None
         self._start_lock = asyncio.Lock()
-        self._counters = {
-            "tokens_generated": 0,
-            "requests_started": 0,
-            "requests_finished": 0,
-            "requests_cancelled": 0,
-            "requests_failed": 0,
-        }
+        self._counters = request_counters()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -408,17 +394,7 @@ class HFEngine:
         if attn == "paged|sdpa":
             attn = "sdpa"
 
-        if cfg.model == RANDOM_TINY:
-            from raysolve.engines.random_model import ensure_random_model
-
-            path = str(ensure_random_model(seed=cfg.random_model_seed))
-        elif cfg.model == TINY:
-            from raysolve.tiny import MODEL_DIR
-
-            path = str(MODEL_DIR)
-        else:
-            local = Path(cfg.model).expanduser()
-            path = str(local) if local.exists() else cfg.model
+        path = resolve_model_path(cfg.model, random_seed=cfg.random_model_seed)
         self.model_path = path
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn)
@@ -550,20 +526,12 @@ class HFEngine:
             return
         # One request that outgrows the whole cache would make the manager's scheduler raise, which
         # kills its thread and every request with it: clamp, and report "length" at the clamp.
-        max_tokens = min(request.max_tokens, self.capacity_tokens - len(request.prompt_ids))
-        if max_tokens <= 0:
+        max_tokens, refused = fit_to_room(request, self.capacity_tokens, "the cache (raise num_blocks)")
+        if refused is not None:
             with self._lock:
                 self._streams.pop(rid, None)
-            if request.max_tokens <= 0:
-                self._counters["requests_finished"] += 1
-                yield Delta(finish_reason="length")
-            else:
-                self._counters["requests_failed"] += 1
-                yield Delta(
-                    finish_reason="error",
-                    error=f"prompt of {len(request.prompt_ids)} tokens does not fit the cache "
-                    f"({self.capacity_tokens} tokens); raise num_blocks",
-                )
+            self._counters["requests_failed" if refused.finish_reason == "error" else "requests_finished"] += 1
+            yield refused
             return
 
         sampling: dict[str, Any] = {"seed": int(request.seed), "greedy": bool(request.greedy)}

@@ -41,6 +41,11 @@ Placement
     would pick its Ray executor when it finds itself in a placement group;
     that would schedule new workers instead of using the GPUs the actor holds.)
 
+vLLM 0.25 logs a deprecation warning for prompts passed as ``{"prompt_token_ids": ...}``
+(it wants its renderer's output); that path still works in 0.25.x, which is all the
+``[vllm]`` extra allows, and moving to the renderer is the first thing to check when
+widening the range.
+
 Benchmarking
     ``forced_length=True`` ignores EOS and the stop tokens, so every segment
     runs to ``max_tokens``: fixed-length work for throughput comparisons.
@@ -56,7 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from raysolve.engines.base import Delta, FinishReason, GenerationRequest
-from raysolve.engines.cancels import EarlyCancels
+from raysolve.engines.common import TINY, EarlyCancels, fit_to_room, request_counters, resolve_model_path
 
 __all__ = ["VLLMEngine", "VLLMEngineConfig", "engine_kwargs", "sampling_kwargs", "visible_gpu_count"]
 
@@ -71,7 +76,7 @@ _INSTALL_HINT = (
 class VLLMEngineConfig:
     """Options of the ``vllm`` backend (``EngineConfig.options`` in the solver config)."""
 
-    model: str = "tiny"
+    model: str = TINY
     """Model directory or hub id; ``"tiny"``: the shipped tiny model; ``"random-tiny"``: the test model."""
     tokenizer: str | None = None
     """Tokenizer directory; None: the model's."""
@@ -113,19 +118,6 @@ def visible_gpu_count(environ: dict[str, str] | None = None) -> int:
         return torch.cuda.device_count()
     except ImportError:
         return 0
-
-
-def resolve_model_path(model: str) -> str:
-    """``"tiny"`` and ``"random-tiny"`` name the project's models; anything else is passed through."""
-    if model == "tiny":
-        from raysolve.tiny import MODEL_DIR
-
-        return str(MODEL_DIR)
-    if model == "random-tiny":
-        from raysolve.engines.random_model import ensure_random_model
-
-        return str(ensure_random_model())
-    return model
 
 
 def engine_kwargs(config: VLLMEngineConfig, model_path: str, gpus: int) -> dict[str, Any]:
@@ -251,13 +243,7 @@ class VLLMEngine:
         self._early = EarlyCancels()
         self._probes = 0
         self._start_lock = asyncio.Lock()
-        self._counters = {
-            "tokens_generated": 0,
-            "requests_started": 0,
-            "requests_finished": 0,
-            "requests_cancelled": 0,
-            "requests_failed": 0,
-        }
+        self._counters = request_counters()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -349,18 +335,10 @@ class VLLMEngine:
             self._counters["requests_cancelled"] += 1
             yield Delta(finish_reason="cancelled")
             return
-        max_tokens = min(request.max_tokens, self.config.max_model_len - len(request.prompt_ids))
-        if max_tokens <= 0:
-            if request.max_tokens <= 0:
-                self._counters["requests_finished"] += 1
-                yield Delta(finish_reason="length")
-            else:
-                self._counters["requests_failed"] += 1
-                yield Delta(
-                    finish_reason="error",
-                    error=f"prompt of {len(request.prompt_ids)} tokens leaves no room under "
-                    f"max_model_len={self.config.max_model_len}",
-                )
+        max_tokens, refused = fit_to_room(request, self.config.max_model_len, "max_model_len")
+        if refused is not None:
+            self._counters["requests_failed" if refused.finish_reason == "error" else "requests_finished"] += 1
+            yield refused
             return
         params = self._vllm.SamplingParams(
             **sampling_kwargs(request, max_tokens, self.config.forced_length), output_kind=self._delta_kind

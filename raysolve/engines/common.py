@@ -1,0 +1,80 @@
+"""What the model backends share: model names, request counters, early cancels."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from raysolve.engines.base import Delta, GenerationRequest
+
+TINY = "tiny"
+"""A backend's ``model`` value meaning the project's trained tiny model, shipped in ``raysolve/tiny/model``."""
+RANDOM_TINY = "random-tiny"
+"""A backend's ``model`` value meaning ``raysolve.engines.random_model.ensure_random_model()`` (tests)."""
+
+
+def resolve_model_path(model: str, random_seed: int = 0) -> str:
+    """The directory (or hub id) behind a backend's ``model`` option."""
+    if model == TINY:
+        from raysolve.tiny import MODEL_DIR
+
+        return str(MODEL_DIR)
+    if model == RANDOM_TINY:
+        from raysolve.engines.random_model import ensure_random_model
+
+        return str(ensure_random_model(seed=random_seed))
+    local = Path(model).expanduser()
+    return str(local) if local.exists() else model
+
+
+def request_counters() -> dict[str, int]:
+    """The counters every backend reports in ``stats()``."""
+    return dict.fromkeys(
+        ("tokens_generated", "requests_started", "requests_finished", "requests_cancelled", "requests_failed"), 0
+    )
+
+
+class EarlyCancels:
+    """Ids cancelled before their ``generate`` started; bounded in count and age.
+
+    A sample's cancel can overtake its ``generate`` call (the coordinator settles a
+    problem while the engine actor is still rendering the next segment). Backends
+    remember such ids for a while and end that stream ``cancelled`` without running it."""
+
+    def __init__(self, max_ids: int = 4096, ttl_s: float = 300.0) -> None:
+        self.max_ids = max_ids
+        self.ttl_s = ttl_s
+        self._ids: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, request_id: str) -> None:
+        now = time.monotonic()
+        self._ids[request_id] = now
+        self._ids.move_to_end(request_id)
+        while self._ids and (
+            len(self._ids) > self.max_ids or now - next(iter(self._ids.values())) > self.ttl_s
+        ):
+            self._ids.popitem(last=False)
+
+    def pop(self, request_id: str) -> float | None:
+        """The time the early cancel arrived, or None; forgets the id."""
+        return self._ids.pop(request_id, None)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+def fit_to_room(request: GenerationRequest, room: int, room_name: str) -> tuple[int, Delta | None]:
+    """``max_tokens`` clamped so prompt plus generation fit ``room`` tokens (a cache, a context).
+
+    Returns ``(max_tokens, None)`` when something can be generated, else ``(0, final delta)``:
+    ``length`` for a request that asked for no tokens, ``error`` for a prompt with no room left."""
+    max_tokens = min(request.max_tokens, room - len(request.prompt_ids))
+    if max_tokens > 0:
+        return max_tokens, None
+    if request.max_tokens <= 0:
+        return 0, Delta(finish_reason="length")
+    return 0, Delta(
+        finish_reason="error",
+        error=f"prompt of {len(request.prompt_ids)} tokens leaves no room in {room_name} ({room} tokens)",
+    )
