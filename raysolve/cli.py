@@ -1,6 +1,7 @@
 """The ``raysolve`` command.
 
-``raysolve solve INPUT`` loads problems (JSONL, Parquet, CSV, JSON or a `datasets`
+``raysolve replay TRACES`` replays per-sample traces under stop policies and
+scheduling modes (see ``raysolve.replay``). ``raysolve solve INPUT`` loads problems (JSONL, Parquet, CSV, JSON or a `datasets`
 path/name), solves them on a local Ray instance (or ``--address``), streams results
 to ``--out`` and prints a summary. Rerunning with the same ``--out`` resumes.
 """
@@ -28,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "solve":
         return solve_command(args)
+    if args.command == "replay":
+        return replay_command(args)
     parser.print_help()
     return 2
 
@@ -52,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--engines", type=_actor_count, help="number of engine actors, or 'auto' (one per --gpus-per-engine GPUs)")
     g.add_argument("--gpus-per-engine", type=float, help="GPUs each engine actor holds (the tensor-parallel size; 0: CPU)")
     g.add_argument("--samples", type=int, help="samples per problem (vote budget)")
-    g.add_argument("--mode", choices=["pool", "launch-all"], help="scheduling mode")
-    g.add_argument("--pool", type=int, help="in-flight samples per problem in pool mode")
+    g.add_argument("--mode", choices=["pool", "wave", "launch-all"], help="scheduling mode")
+    g.add_argument("--pool", type=int, help="in-flight samples per problem in pool mode (the wave size in wave mode)")
     g.add_argument("--policy", help="stop policy, e.g. 'default', 'full', 'unbeatable|beta:0.95:min=3'")
     g.add_argument("--max-tokens", type=int, help="token budget per sample (incl. tool output)")
     g.add_argument("--max-code-calls", type=int, help="code calls per sample")
@@ -61,7 +64,53 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--modulus", type=int, help="take integer answers modulo this (AIMO: 1000)")
     g.add_argument("--seed", type=int)
     g.add_argument("--keep-text", action="store_true", help="store generated texts in samples.jsonl")
+    r = sub.add_parser("replay", help="replay per-sample traces under stop policies and scheduling modes")
+    r.add_argument("traces", help="per-sample traces: .jsonl[.gz]/.csv/.parquet (a run's samples.jsonl)")
+    r.add_argument("--gold", help="problems file with gold answers (default: problems.jsonl beside the traces)")
+    r.add_argument("--policy", action="append", help="stop policy spec; repeat for several (default: a standard set)")
+    r.add_argument("--mode", action="append", help="pool:K, wave:K or launch-all; repeat (default: pool:1 pool:4 pool:8 wave:8 launch-all)")
+    r.add_argument("--orderings", type=int, default=20, help="random launch orders per problem")
+    r.add_argument("--budget", type=int, help="samples per problem (a random subset per ordering; default: all)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--modulus", type=int, help="grade integer answers modulo this")
+    r.add_argument("--out", default="runs/replay", help="folder for replay.json, replay.csv, replay.png")
     return p
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """``raysolve replay``: the table on stdout, the files in ``--out``."""
+    import platform
+
+    from raysolve.replay import DEFAULT_MODES, DEFAULT_POLICIES, format_table, load_traces, parse_mode, replay, write_report
+    from raysolve.voting import parse_policy
+
+    try:
+        policies = [parse_policy(p) for p in (args.policy or DEFAULT_POLICIES)]
+        modes = [parse_mode(m) for m in (args.mode or DEFAULT_MODES)]
+        traces = load_traces(args.traces, args.gold)
+    except (ValueError, OSError) as exc:
+        print(f"raysolve replay: {exc}", file=sys.stderr)
+        return 2
+    sizes = sorted({len(t.samples) for t in traces})
+    started = time.perf_counter()
+    rows = replay(traces, policies, modes, orderings=args.orderings, seed=args.seed, budget=args.budget,
+                  modulus=args.modulus)
+    if not rows:
+        print("raysolve replay: no problem has enough samples for the budget", file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    budget = args.budget or (sizes[0] if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}")
+    meta = {
+        "command": "raysolve replay " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["replay"] else "raysolve replay",
+        "traces": str(args.traces), "problems": len(traces), "budget": budget, "orderings": args.orderings,
+        "seed": args.seed, "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.node()}",
+        "replay_s": round(time.perf_counter() - started, 1),
+        "title": f"{Path(args.traces).name}: {len(traces)} problems × {budget} samples, {args.orderings} orders each",
+    }
+    write_report(rows, Path(args.out), meta)
+    print(f"\n{len(traces)} problems × {budget} samples, {args.orderings} orderings each, "
+          f"in {meta['replay_s']} s; written to {args.out}/ (replay.json, replay.csv, replay.png)")
+    return 0
 
 
 def _actor_count(text: str) -> int | str:

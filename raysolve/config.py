@@ -88,10 +88,12 @@ class BudgetConfig(_Strict):
 class SchedulingConfig(_Strict):
     """How samples of a problem are scheduled (see docs on early stopping)."""
 
-    mode: Literal["pool", "launch-all"] = "pool"
-    """``pool``: at most ``pool_size`` samples of a problem in flight (batch default, where
-    early stopping saves tokens); ``launch-all``: every sample at once, siblings
-    cancelled when the vote settles (latency mode: AIMO, interactive requests)."""
+    mode: Literal["pool", "launch-all", "wave"] = "pool"
+    """``pool``: at most ``pool_size`` samples of a problem in flight, the next one starting as
+    soon as one finishes (batch default, where early stopping saves tokens); ``launch-all``:
+    every sample at once, siblings cancelled when the vote settles (latency mode);
+    ``wave``: ``pool_size`` samples launched together, the next wave only if the vote is
+    still open when the whole wave is back (latency mode that keeps most of the saving)."""
     num_samples: int = Field(8, ge=1)
     pool_size: int = Field(4, ge=1)
     stop_policy: str = "default"

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
-from typing import Iterable, Mapping, Protocol, runtime_checkable
+from typing import Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 __all__ = [
     "VoteState",
@@ -36,6 +36,12 @@ __all__ = [
     "BetaPosterior",
     "MaxSamples",
     "TimeLimit",
+    "RecentAgree",
+    "EqualAmong",
+    "ESCWindow",
+    "DirichletMode",
+    "Predictive",
+    "Stragglers",
     "AnyOf",
     "tally",
     "final_decision",
@@ -69,6 +75,9 @@ class VoteState:
     """Budget left that has not started yet."""
     elapsed_s: float = 0.0
     """Seconds since the problem's first sample started."""
+    history: Sequence[str | None] = ()
+    """Answers of the finished samples in finish order (None: no answer); for the
+    rules that look at the latest votes (ESC windows, "4 of the last 5")."""
 
     def __post_init__(self) -> None:
         if self.finished < 0 or self.in_flight < 0 or self.not_started < 0:
@@ -323,6 +332,166 @@ class TimeLimit:
         return CONTINUE
 
 
+@dataclass(frozen=True, slots=True)
+class RecentAgree:
+    """Settle when ``k`` of the last ``window`` finished samples gave the same answer
+    (the AIMO-2 runner-up's "4 of the last 5 agree")."""
+
+    k: int
+    window: int
+
+    def __post_init__(self) -> None:
+        _check_int("k", self.k, 1)
+        _check_int("window", self.window, self.k)
+
+    @property
+    def name(self) -> str:
+        return f"recent:{self.k}/{self.window}"
+
+    def decide(self, state: VoteState) -> Decision:
+        last = [a for a in list(state.history)[-self.window:] if a is not None]
+        if len(last) >= self.k:
+            answer, n = max(tally(last).items(), key=lambda kv: kv[1])
+            if n >= self.k:
+                return Settled(answer, self.name)
+        return CONTINUE
+
+
+@dataclass(frozen=True, slots=True)
+class EqualAmong:
+    """Settle when some answer has ``k`` votes among at most ``n`` finished samples
+    (the AIMO-2 runner-up's "5 equal among ≤ 7", "6 equal among ≤ 9")."""
+
+    k: int
+    n: int
+
+    def __post_init__(self) -> None:
+        _check_int("k", self.k, 1)
+        _check_int("n", self.n, self.k)
+
+    @property
+    def name(self) -> str:
+        return f"among:{self.k}/{self.n}"
+
+    def decide(self, state: VoteState) -> Decision:
+        if state.finished <= self.n:
+            leader, v1, _ = state.top_two()
+            if v1 >= self.k:
+                return Settled(leader, self.name)
+        return CONTINUE
+
+
+@dataclass(frozen=True, slots=True)
+class ESCWindow:
+    """Early-stopping self-consistency (2024): samples are judged in consecutive windows
+    of ``w`` finished samples; settle when the latest complete window is unanimous (all
+    ``w`` gave the same answer). The answer is the plurality of every vote so far."""
+
+    w: int = 5
+
+    def __post_init__(self) -> None:
+        _check_int("w", self.w, 1)
+
+    @property
+    def name(self) -> str:
+        return f"esc:{self.w}"
+
+    def decide(self, state: VoteState) -> Decision:
+        done = len(state.history)
+        if done == 0 or done % self.w:
+            return CONTINUE
+        window = list(state.history)[done - self.w:]
+        if window[0] is not None and all(a == window[0] for a in window):
+            return Settled(state.top_two()[0], self.name)
+        return CONTINUE
+
+
+@dataclass(frozen=True, slots=True)
+class DirichletMode:
+    """Settle when P(the leader is the most likely answer) >= ``threshold`` under a
+    Dirichlet posterior over the answers seen plus one for unseen answers (Monte Carlo,
+    fixed seed: see ``raysolve.posteriors.leader_is_mode``), with ``min_votes`` votes in."""
+
+    threshold: float = 0.95
+    min_votes: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"dirichlet threshold must be in (0, 1), got {self.threshold}")
+        _check_int("min_votes", self.min_votes, 0)
+
+    @property
+    def name(self) -> str:
+        base = f"dirichlet:{_num(self.threshold)}"
+        return base if self.min_votes == 3 else f"{base}:min={self.min_votes}"
+
+    def decide(self, state: VoteState) -> Decision:
+        if state.votes < max(1, self.min_votes):
+            return CONTINUE
+        from raysolve.posteriors import leader_is_mode
+
+        counts = tuple(sorted(state.counts.values(), reverse=True))
+        if leader_is_mode(counts) >= self.threshold:
+            return Settled(state.top_two()[0], self.name)
+        return CONTINUE
+
+
+@dataclass(frozen=True, slots=True)
+class Predictive:
+    """Settle when the predictive probability that the leader still wins once the whole
+    budget has voted is >= ``threshold`` (Pólya urn over leader / runner-up / the rest:
+    ``raysolve.posteriors.leader_wins_at_budget``), with ``min_votes`` votes in. Unlike
+    Beta it knows the budget: it is 1 exactly when the lead is unbeatable, and close to
+    the end of the budget it settles on smaller leads."""
+
+    threshold: float = 0.99
+    min_votes: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"predictive threshold must be in (0, 1), got {self.threshold}")
+        _check_int("min_votes", self.min_votes, 0)
+
+    @property
+    def name(self) -> str:
+        base = f"predictive:{_num(self.threshold)}"
+        return base if self.min_votes == 3 else f"{base}:min={self.min_votes}"
+
+    def probability(self, state: VoteState) -> float:
+        from raysolve.posteriors import leader_wins_at_budget
+
+        _, v1, v2 = state.top_two()
+        return leader_wins_at_budget(v1, v2, state.finished - v1 - v2, state.remaining)
+
+    def decide(self, state: VoteState) -> Decision:
+        if state.votes < max(1, self.min_votes):
+            return CONTINUE
+        if self.probability(state) >= self.threshold:
+            return Settled(state.top_two()[0], self.name)
+        return CONTINUE
+
+
+@dataclass(frozen=True, slots=True)
+class Stragglers:
+    """Straggler cutting: settle with the current leader once at most ``k`` samples of the
+    budget are still out (running or not started) — the AIMO-2 winners cancelled the last
+    few samples once the others had finished."""
+
+    k: int
+
+    def __post_init__(self) -> None:
+        _check_int("k", self.k, 1)
+
+    @property
+    def name(self) -> str:
+        return f"stragglers:{self.k}"
+
+    def decide(self, state: VoteState) -> Decision:
+        if state.votes and 0 < state.remaining <= self.k:
+            return Settled(state.top_two()[0], self.name)
+        return CONTINUE
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class AnyOf:
     """Settles as soon as any member does, with the first firing member's
@@ -371,9 +540,13 @@ def default_policy() -> StopPolicy:
 
 
 _SPEC_HELP = (
-    "full, unbeatable, first-k:K, k-identical:K, beta[:THRESHOLD][:min=N], "
-    "max-samples:N, time:SECONDS, default; join with '|' for any-of"
+    "full, unbeatable, first-k:K, k-identical:K, recent:K/W, among:K/N, esc[:W], "
+    "beta[:THRESHOLD][:min=N], dirichlet[:THRESHOLD][:min=N], predictive[:THRESHOLD][:min=N], "
+    "max-samples:N, stragglers:K, time:SECONDS, runner-up, default; join with '|' for any-of"
 )
+
+RUNNER_UP = "recent:4/5|among:5/7|among:6/9"
+"""The AIMO-2 runner-up's rule set, as a spec (``runner-up`` expands to it)."""
 
 
 def parse_policy(spec: str) -> StopPolicy:
@@ -398,6 +571,32 @@ def _parse_one(part: str, spec: str) -> StopPolicy:
     def no_args() -> None:
         if args:
             raise bad(f"{kind!r} takes no arguments")
+
+    def pair(what: str) -> tuple[int, int]:
+        if len(args) != 1 or "/" not in args[0]:
+            raise bad(f"{kind!r} takes one argument {what}")
+        a, b = args[0].split("/", 1)
+        try:
+            return int(a), int(b)
+        except ValueError:
+            raise bad(f"{what} {args[0]!r} is not two integers") from None
+
+    def threshold_and_floor(default: float) -> tuple[float, int]:
+        threshold, min_votes = default, 3
+        if len(args) > 2 or len({a.startswith("min=") for a in args}) != len(args):
+            raise bad(f"{kind!r} takes at most one THRESHOLD and one min=N")
+        for a in args:
+            if a.startswith("min="):
+                try:
+                    min_votes = int(a[4:])
+                except ValueError:
+                    raise bad(f"min_votes {a[4:]!r} is not a valid int") from None
+            else:
+                try:
+                    threshold = float(a)
+                except ValueError:
+                    raise bad(f"threshold {a!r} is not a valid float") from None
+        return threshold, min_votes
 
     def one(conv: type, what: str) -> float | int:
         if len(args) != 1:
@@ -425,22 +624,25 @@ def _parse_one(part: str, spec: str) -> StopPolicy:
             return MaxSamples(int(one(int, "N")))
         if kind == "time":
             return TimeLimit(one(float, "SECONDS"))
+        if kind == "recent":
+            k, w = pair("K/W")
+            return RecentAgree(k, w)
+        if kind == "among":
+            k, n = pair("K/N")
+            return EqualAmong(k, n)
+        if kind == "esc":
+            return ESCWindow(int(one(int, "W"))) if args else ESCWindow()
+        if kind == "stragglers":
+            return Stragglers(int(one(int, "K")))
+        if kind == "runner-up":
+            no_args()
+            return AnyOf(*(_parse_one(p, spec) for p in RUNNER_UP.split("|")))
         if kind == "beta":
-            threshold, min_votes = 0.95, 3
-            if len(args) > 2 or len({a.startswith("min=") for a in args}) != len(args):
-                raise bad("'beta' takes at most one THRESHOLD and one min=N")
-            for a in args:
-                if a.startswith("min="):
-                    try:
-                        min_votes = int(a[4:])
-                    except ValueError:
-                        raise bad(f"min_votes {a[4:]!r} is not a valid int") from None
-                else:
-                    try:
-                        threshold = float(a)
-                    except ValueError:
-                        raise bad(f"threshold {a!r} is not a valid float") from None
-            return BetaPosterior(threshold, min_votes=min_votes)
+            return BetaPosterior(*threshold_and_floor(0.95))
+        if kind == "dirichlet":
+            return DirichletMode(*threshold_and_floor(0.95))
+        if kind == "predictive":
+            return Predictive(*threshold_and_floor(0.99))
     except ValueError as e:
         if "bad stop policy" in str(e):
             raise

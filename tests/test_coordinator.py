@@ -157,3 +157,15 @@ def test_a_cancel_racing_the_sample_start_is_a_clean_cancel(solver):
         records.append(ref)
     out = ray.get(records)
     assert all(r.cancelled and r.finish_reason == "cancelled" and r.error is None for r in out)
+
+
+def test_wave_mode_starts_a_second_wave_only_when_the_first_is_open_and_back(solver):
+    split = Problem("w1", directive_problem(["1", "2"], [60, 200, 60, 200]), answer="1")
+    agreed = Problem("w2", directive_problem(["9"], [60]), answer="9")
+    opts = SolveOptions(mode="wave", pool_size=4, num_samples=12, stop_policy="first-k:4")
+    r_split = solver.solve(split, opts)
+    r_agreed = solver.solve(agreed, opts)
+    assert r_agreed.samples_started == 4 and r_agreed.answer == "9"  # settled inside the first wave
+    first = [s for s in r_split.samples if s.sample_idx < 4]
+    later = [s for s in r_split.samples if s.sample_idx >= 4]
+    assert later and min(s.start_s for s in later) >= max(s.end_s for s in first) - 1e-3

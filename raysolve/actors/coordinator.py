@@ -60,10 +60,14 @@ class _Problem:
     next_idx: int = 0
     retry: list[int] = field(default_factory=list)
     attempts: dict[int, int] = field(default_factory=dict)
+    wave_left: int = 0
+    """Wave mode: samples of the current wave still to launch."""
     in_flight: dict[int, tuple[int, float]] = field(default_factory=dict)
     """sample index -> (engine index, dispatch time)."""
     records: list[SampleRecord] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    history: list[str | None] = field(default_factory=list)
+    """Answers of finished samples in finish order."""
     finished: int = 0
     failed: int = 0
     settled: Settled | None = None
@@ -75,6 +79,10 @@ class _Problem:
     def can_start(self) -> bool:
         if self.settled is not None or self.not_started() == 0:
             return False
+        if self.mode == "wave":  # the next wave only once the previous one has fully come back
+            if not self.in_flight and self.wave_left == 0:
+                self.wave_left = self.pool_size or 1
+            return self.wave_left > 0
         return self.pool_size is None or len(self.in_flight) < self.pool_size
 
     def vote_state(self, now: float) -> VoteState:
@@ -84,6 +92,7 @@ class _Problem:
             in_flight=len(self.in_flight),
             not_started=self.not_started(),
             elapsed_s=0.0 if self.started_at is None else now - self.started_at,
+            history=self.history,
         )
 
 
@@ -181,8 +190,8 @@ class Coordinator:
         o = options or SolveOptions()
         cfg = self.config
         mode = o.mode or cfg.scheduling.mode
-        if mode not in ("pool", "launch-all"):
-            raise ValueError(f"unknown scheduling mode {mode!r}: use 'pool' or 'launch-all'")
+        if mode not in ("pool", "launch-all", "wave"):
+            raise ValueError(f"unknown scheduling mode {mode!r}: use 'pool', 'wave' or 'launch-all'")
         template = SampleRequest(
             problem_id=problem.id,
             sample_idx=0,
@@ -254,6 +263,8 @@ class Coordinator:
             idx = state.next_idx
             state.next_idx += 1
         state.attempts[idx] = state.attempts.get(idx, 0) + 1
+        if state.mode == "wave":
+            state.wave_left -= 1
         request = _with_index(state.template, idx)
         state.in_flight[idx] = (engine, now)
         self.load[engine] += 1
@@ -335,6 +346,7 @@ class Coordinator:
         state.finished += 1
         self.counters["samples_finished"] += 1
         record.finish_order = state.finished
+        state.history.append(record.answer)
         if record.answer is not None:
             state.counts[record.answer] = state.counts.get(record.answer, 0) + 1
         if state.settled is None:
