@@ -353,8 +353,13 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     modes = list(dict.fromkeys(r["mode"] for r in rows))
-    fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 5), sharey=True, squeeze=False)
-    for ax, mode in zip(axes[0], modes):
+    cols = min(4, len(modes))
+    nrows = -(-len(modes) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4.6 * nrows), sharey=True, squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(modes):]:
+        ax.axis("off")
+    for ax, mode in zip(flat, modes):
         for r in (r for r in rows if r["mode"] == mode and r["accuracy"] is not None):
             ax.scatter(r["tokens_pct_of_full"], r["accuracy"], s=22)
             ax.annotate(r["policy"], (r["tokens_pct_of_full"], r["accuracy"]), fontsize=6,
@@ -365,7 +370,8 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.set_title(mode)
         ax.set_xlabel("tokens, % of the full vote")
         ax.set_xlim(0, 105)
-    axes[0][0].set_ylabel("accuracy %  (dashed: full vote)")
+    for row in axes:
+        row[0].set_ylabel("accuracy %  (dashed: full vote)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

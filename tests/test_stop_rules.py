@@ -123,3 +123,12 @@ def test_every_rule_decides_in_microseconds():
                 policy.decide(s)
         per_decision_us = (time.perf_counter() - started) / (5 * len(states)) * 1e6
         assert per_decision_us < 200, (spec, per_decision_us)  # correctness bound only; bench: jobs/bench_policies.py
+
+
+def test_named_defaults_for_batch_and_latency():
+    from raysolve.actors.coordinator import SolveOptions
+
+    assert parse_policy("latency").name == "beta:0.99:min=4"
+    assert parse_policy("default").name == "unbeatable|beta:0.95"
+    opts = SolveOptions.latency(num_samples=16)
+    assert (opts.mode, opts.pool_size, opts.stop_policy, opts.num_samples) == ("wave", 8, "latency", 16)
