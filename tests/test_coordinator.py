@@ -91,8 +91,9 @@ def test_engine_actor_crash_costs_only_in_flight_samples(ray_local):
     cfg = scripted_config(num_samples=4, pool_size=4, stop_policy="full")
     cfg.engine.num_actors = 2
     with Solver(cfg) as s:
-        problems = [Problem(f"c{i}", directive_problem(["5"], [1500], code=False), answer="5") for i in range(6)]
-        killer = threading.Timer(0.4, lambda: ray_local.kill(s.engines[0], no_restart=False))
+        # samples take ~1.5 s (6000 tokens at 4000 tok/s): the kill at 0.5 s lands mid-flight
+        problems = [Problem(f"c{i}", directive_problem(["5"], [6000], code=False), answer="5") for i in range(6)]
+        killer = threading.Timer(0.5, lambda: ray_local.kill(s.engines[0], no_restart=False))
         killer.start()
         started = time.perf_counter()
         results = list(s.solve_iter(problems))
