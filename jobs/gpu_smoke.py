@@ -192,11 +192,9 @@ async def _consume(engine: Any, request: Any) -> tuple[int, str]:
 
 
 def _pcts(values: list[float]) -> dict:
-    v = sorted(values)
-    if not v:
-        return {}
-    at = lambda q: round(1000 * v[min(len(v) - 1, int(q * len(v)))], 2)  # noqa: E731
-    return {"n": len(v), "p50": at(0.5), "p95": at(0.95), "max": round(1000 * v[-1], 2)}
+    from raysolve.actors.engine_actor import latency_summary_ms
+
+    return {k: round(v, 2) if k != "n" else v for k, v in latency_summary_ms(values).items()}
 
 
 # ---------------------------------------------------------------------------- one layout

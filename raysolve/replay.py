@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from raysolve.voting import CONTINUE, FullVote, Settled, StopPolicy, VoteState, final_decision
+from raysolve.voting import FullVote, Settled, StopPolicy, VoteState, final_decision
 
 __all__ = ["Mode", "Outcome", "ProblemTrace", "Sample", "load_traces", "parse_mode", "replay", "simulate"]
 
@@ -201,7 +201,7 @@ def simulate(samples: list[Sample], policy: StopPolicy, mode: Mode) -> Outcome:
             counts[sample.answer] = counts.get(sample.answer, 0) + 1
         state = VoteState(counts, len(history), len(running), budget - next_i, now, history)
         verdict = policy.decide(state)
-        if verdict is not CONTINUE and isinstance(verdict, Settled):
+        if isinstance(verdict, Settled):
             decision = verdict
             break
         if state.remaining == 0:

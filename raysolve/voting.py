@@ -149,6 +149,18 @@ class StopPolicy(Protocol):
     def decide(self, state: VoteState) -> Decision: ...
 
 
+def _check_threshold(kind: str, threshold: float, min_votes: int) -> None:
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"{kind} threshold must be in (0, 1), got {threshold}")
+    _check_int("min_votes", min_votes, 0)
+
+
+def _threshold_spec(kind: str, threshold: float, min_votes: int) -> str:
+    """``kind:T`` plus ``:min=N`` unless N is the default floor of 3 votes."""
+    base = f"{kind}:{_num(threshold)}"
+    return base if min_votes == 3 else f"{base}:min={min_votes}"
+
+
 def _num(x: float) -> str:
     """Shortest spec text for a number: 300.0 -> '300', 0.95 -> '0.95'."""
     return str(int(x)) if float(x).is_integer() else repr(float(x))
@@ -263,17 +275,14 @@ class BetaPosterior:
     _frac: tuple[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"beta threshold must be in (0, 1), got {self.threshold}")
-        _check_int("min_votes", self.min_votes, 0)
+        _check_threshold("beta", self.threshold, self.min_votes)
         # Exact decimal value of the threshold as written (0.95 -> 19/20).
         f = Fraction(repr(float(self.threshold)))
         object.__setattr__(self, "_frac", (f.numerator, f.denominator))
 
     @property
     def name(self) -> str:
-        base = f"beta:{_num(self.threshold)}"
-        return base if self.min_votes == 3 else f"{base}:min={self.min_votes}"
+        return _threshold_spec("beta", self.threshold, self.min_votes)
 
     def probability(self, v1: int, v2: int) -> float:
         """P(θ > ½) for reporting; ``decide`` uses the exact integer test."""
@@ -349,7 +358,7 @@ class RecentAgree:
         return f"recent:{self.k}/{self.window}"
 
     def decide(self, state: VoteState) -> Decision:
-        last = [a for a in list(state.history)[-self.window:] if a is not None]
+        last = [a for a in state.history[-self.window:] if a is not None]
         if len(last) >= self.k:
             answer, n = max(tally(last).items(), key=lambda kv: kv[1])
             if n >= self.k:
@@ -400,7 +409,7 @@ class ESCWindow:
         done = len(state.history)
         if done == 0 or done % self.w:
             return CONTINUE
-        window = list(state.history)[done - self.w:]
+        window = state.history[done - self.w:]
         if window[0] is not None and all(a == window[0] for a in window):
             return Settled(state.top_two()[0], self.name)
         return CONTINUE
@@ -416,14 +425,11 @@ class DirichletMode:
     min_votes: int = 3
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"dirichlet threshold must be in (0, 1), got {self.threshold}")
-        _check_int("min_votes", self.min_votes, 0)
+        _check_threshold("dirichlet", self.threshold, self.min_votes)
 
     @property
     def name(self) -> str:
-        base = f"dirichlet:{_num(self.threshold)}"
-        return base if self.min_votes == 3 else f"{base}:min={self.min_votes}"
+        return _threshold_spec("dirichlet", self.threshold, self.min_votes)
 
     def decide(self, state: VoteState) -> Decision:
         if state.votes < max(1, self.min_votes):
@@ -448,14 +454,11 @@ class Predictive:
     min_votes: int = 3
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"predictive threshold must be in (0, 1), got {self.threshold}")
-        _check_int("min_votes", self.min_votes, 0)
+        _check_threshold("predictive", self.threshold, self.min_votes)
 
     @property
     def name(self) -> str:
-        base = f"predictive:{_num(self.threshold)}"
-        return base if self.min_votes == 3 else f"{base}:min={self.min_votes}"
+        return _threshold_spec("predictive", self.threshold, self.min_votes)
 
     def probability(self, state: VoteState) -> float:
         from raysolve.posteriors import leader_wins_at_budget

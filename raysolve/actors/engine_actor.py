@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
-from typing import Any
+from typing import Any, Iterable
 
 from raysolve.config import SolverConfig
 from raysolve.engines import make_engine
@@ -99,14 +99,8 @@ class EngineActor:
         return hit
 
     def stats(self) -> dict[str, Any]:
-        lat = sorted(self.cancel_latencies_s)
-        latency = {}
-        if lat:
-            latency = {
-                "cancel_latency_ms_p50": 1000 * lat[len(lat) // 2],
-                "cancel_latency_ms_p95": 1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))],
-                "cancel_latency_ms_max": 1000 * lat[-1],
-            }
+        summary = latency_summary_ms(self.cancel_latencies_s)
+        latency = {f"cancel_latency_ms_{k}": v for k, v in summary.items() if k != "n"}
         return {"index": self.index, "running": len(self._tasks), **self.counters, **latency, **self.engine.stats()}
 
     def cancel_latencies(self) -> list[float]:
@@ -203,3 +197,12 @@ def _children_devices() -> list[dict[str, Any]]:
         except (psutil.Error, OSError):
             continue
     return found
+
+
+def latency_summary_ms(values_s: Iterable[float]) -> dict[str, float]:
+    """``n``, ``p50``, ``p95`` and ``max`` in milliseconds of latencies given in seconds ({} if none)."""
+    v = sorted(values_s)
+    if not v:
+        return {}
+    at = lambda q: 1000 * v[min(len(v) - 1, int(q * len(v)))]  # noqa: E731
+    return {"n": len(v), "p50": at(0.5), "p95": at(0.95), "max": 1000 * v[-1]}

@@ -60,7 +60,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from raysolve.engines.base import Delta, FinishReason, GenerationRequest
+from raysolve.engines.base import Delta, GenerationRequest
 from raysolve.engines.common import TINY, EarlyCancels, fit_to_room, request_counters, resolve_model_path
 
 __all__ = ["VLLMEngine", "VLLMEngineConfig", "engine_kwargs", "sampling_kwargs", "visible_gpu_count"]
@@ -402,5 +402,4 @@ def _final_delta(new: list[int], reason: str, stop_reason: Any, cancelled: bool)
         return Delta(token_ids=new, finish_reason="stop", stop=stop)
     if reason == "length":
         return Delta(token_ids=new, finish_reason="length")
-    mapped: FinishReason = "error"
-    return Delta(token_ids=new, finish_reason=mapped, error=f"vllm finished the request with {reason!r}")
+    return Delta(token_ids=new, finish_reason="error", error=f"vllm finished the request with {reason!r}")
