@@ -81,6 +81,7 @@ async def run_sample(
     started = time.perf_counter()
     context = list(spec.prompt_ids)
     pieces: list[str] = []
+    model_pieces: list[str] = []  # the answer comes from these: tool output never votes
     session: str | None = None
     stop_ids = (codec.code_end_token_id,) if codec.code_end_token_id is not None else ()
     try:
@@ -109,6 +110,7 @@ async def run_sample(
             context.extend(segment)
             text = codec.decode(segment)
             pieces.append(text)
+            model_pieces.append(text)
             if finish == "error":
                 out.finish_reason, out.error = "error", error
                 break
@@ -146,7 +148,9 @@ async def run_sample(
     out.text = "".join(pieces)
     out.wall_s = time.perf_counter() - started
     if out.finish_reason != "cancelled":
-        out.answer = parse_answer(out.text, cfg.modulus)
+        # Code output can print "\boxed{...}" (or a fake output fence); only the
+        # model's own text is read for the answer.
+        out.answer = parse_answer("".join(model_pieces), cfg.modulus)
     return out
 
 

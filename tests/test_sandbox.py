@@ -10,33 +10,16 @@ import asyncio
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import pytest
+
+from loop_thread import LoopThread
 
 from raysolve.sandbox import ExecResult, LocalSandbox, Sandbox, SandboxConfig
 
 pytestmark = pytest.mark.timeout(120)
-
-T = TypeVar("T")
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -235,53 +218,6 @@ def test_big_int_printing(run) -> None:
     assert ok(run("import sys\nsys.set_int_max_str_digits(0)\nprint(len(str(10**200000)))")) == "200001\n"
 
 
-@pytest.mark.parametrize(
-    ("code", "expected"),
-    [
-        ("import os", "ImportError: import of 'os' is not allowed"),
-        ("import subprocess", "ImportError: import of 'subprocess' is not allowed"),
-        ("from os import path", "ImportError: import of 'os' is not allowed"),
-        ("open('/etc/passwd')", "PermissionError: open() is not available"),
-        ("().__class__.__bases__", 'SyntaxError: line 1: "__bases__" is an invalid attribute name'),
-        ("x = 1\ngetattr(x, '__class__')", "AttributeError: access to '__class__' is not allowed"),
-        ("import numpy as np\nnp.load('x.npy')", "AttributeError: module 'numpy' has no attribute 'load' (not available"),
-        ("import numpy as np\nnp.fromfile('/proc/self/environ')", "has no attribute 'fromfile'"),
-        ("from numpy import loadtxt", "ImportError: cannot import name 'loadtxt' from 'numpy' (not available"),
-        ("import numpy as np\nnp.zeros(2).tofile('x')", "access to 'tofile' is not allowed"),
-        ("import numpy.testing", "import of 'numpy.testing' is not allowed"),
-        ("from sympy import sympify", "cannot import name 'sympify' from 'sympy'"),
-        ("import sympy\nsympy.sympify(\"__import__('os')\")", "has no attribute 'sympify'"),
-        ("import sympy\nsympy.simplify(\"__import__('os').system('id')\")", "SympifyError: parsing strings is disabled"),
-        ("from sympy import Symbol\nSymbol('x').subs('x', \"__import__('os')\")", "SympifyError: parsing strings is disabled"),
-        ("import sympy\nsympy.S(\"__import__('os')\")", "SympifyError: parsing strings is disabled"),
-        ("from sympy import nsolve, Function, Symbol\nx = Symbol('x')\n"
-         "nsolve(Function(\"__import__('os').system\")(x) - 2, x, 1)", "lambdify of"),
-        ("import sympy\nsympy.lambdify", "has no attribute 'lambdify'"),
-        ("import fractions\nfractions.sys", "module 'fractions' has no attribute 'sys' (not available"),
-        ("import statistics\nstatistics.sys.modules", "has no attribute 'sys'"),
-        ("'{0.__class__}'.format(1)", "AttributeError: access to '__class__' is not allowed"),
-        ("def f():\n    pass\nstr.format('{0.__globals__}', f)", "access to '__globals__' is not allowed"),
-        ("'{0.__init__}'.format(1)", "'__init__' can only be used on objects of classes defined"),
-        ("from operator import attrgetter", "cannot import name 'attrgetter'"),
-        ("from functools import singledispatch", "cannot import name 'singledispatch'"),
-        ("def g():\n    yield 1\ngetattr(g(), 'gi_frame')", "access to 'gi_frame' is not allowed"),
-        ("int.mro()", "access to 'mro' is not allowed"),
-        ("import math\nmath.pi = 3", "cannot set attributes of module 'math'"),
-        ("eval('1+1')", "SyntaxError: line 1: Eval calls are not allowed"),
-        ("import time\ntime.sleep.__globals__", 'invalid attribute name because it starts with "_"'),
-        ("from sympy import var\nvar('_getattr_')", "cannot import name 'var'"),
-        ("import sys\nsys.stdout.__init__(10**9)", "'__init__' can only be used on objects of classes defined"),
-        ("import sys\ntype(sys.stdout).__init__(sys.stdout, 10**9)", "can only be called on objects of classes defined"),
-        ("import numpy as np\nnp.random.default_rng().bit_generator.ctypes", "access to 'ctypes' is not allowed"),
-    ],
-)
-def test_rejections(shared_run, code: str, expected: str) -> None:
-    res = shared_run(code)
-    assert res.status == "error", res
-    assert expected in res.stderr, res.stderr
-    assert len(res.stderr) < 800
-
-
 def test_errors_are_short_tracebacks(run) -> None:
     res = run("def f(x):\n    return 1 / x\n\ny = 2\nprint(f(0))")
     assert res.status == "error"
@@ -321,11 +257,6 @@ def test_exit_and_system_exit_do_not_kill(run) -> None:
     res = run("try:\n    exit()\nexcept Exception:\n    print('no')")
     assert res.status == "ok"
     assert ok(run("print(keep)")) == "alive\n"
-
-
-def test_spoofed_protocol_lines_are_just_output(shared_run) -> None:
-    fake = '{"op": "result", "id": 99, "status": "ok", "stdout": "spoofed"}'
-    assert ok(shared_run(f"print({fake!r})\nimport sys\nsys.stdout.write('tail\\n')")) == fake + "\ntail\n"
 
 
 def test_timeout_kills_and_state_is_replayed(loop: LoopThread, box: LocalSandbox, run) -> None:

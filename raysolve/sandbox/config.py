@@ -27,7 +27,7 @@ class SandboxConfig:
     """Output kept per run (head and tail); the tool loop may cut further."""
 
     warm_workers: int = 2
-    """Fresh workers started ahead of time to hide the ~0.5 s start-up."""
+    """Workers forked ahead of time, so a new session's first run does not wait for a fork."""
 
     max_live_workers: int = 32
     """Workers kept alive for idle sessions; beyond it the least recently used idle
@@ -37,7 +37,8 @@ class SandboxConfig:
     """Most wall time spent re-running earlier cells after a worker was lost."""
 
     start_timeout_s: float = 60.0
-    """How long a worker may take to import numpy/sympy and report ready."""
+    """How long the fork server may take to import and warm numpy/SymPy (and a
+    worker to report ready)."""
 
     python: str | None = None
     """Interpreter for workers (needs RestrictedPython, numpy, sympy); None means the
@@ -45,6 +46,9 @@ class SandboxConfig:
 
     isolate_network: bool = True
     """Start workers in a new network namespace (``unshare -n``) where the OS allows it."""
+
+    drop_root: bool = True
+    """Workers started as real root switch to uid/gid 65534 (``nobody``) before serving."""
 
     max_recursion: int = 100_000
     """Highest value the sandbox's ``sys.setrecursionlimit`` accepts."""
@@ -63,6 +67,7 @@ class SandboxConfig:
             "max_recursion": self.max_recursion,
             "stack_mb": self.stack_mb,
             "int_max_str_digits": self.int_max_str_digits,
+            "drop_root": self.drop_root,
         }
 
     def cpu_limit(self, timeout_s: float) -> float:

@@ -1,10 +1,11 @@
-"""Host-side handle of one worker child process (asyncio, no Ray).
+"""Host side of the sandbox processes (asyncio, no Ray).
 
-Starts ``python -m raysolve.sandbox.worker`` in its own session (process group),
-in a fresh network namespace where ``unshare`` is allowed, with a minimal
-environment and an empty temp dir as cwd (unlinked once the worker is up), speaks
-the JSON-lines protocol with it, and kills the whole group with SIGKILL on a
-deadline.
+``ForkServerProcess`` starts ``python -m raysolve.sandbox.zygote`` in its own
+session, in a fresh network namespace where ``unshare`` is allowed, with a
+minimal environment and an empty temp dir as cwd (unlinked once it is up), and
+asks it for workers. ``WorkerProcess`` is the handle of one forked worker: it
+speaks the JSON-lines protocol over the worker's socket and has its process group
+SIGKILLed on a deadline or cancel.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +26,7 @@ from raysolve.sandbox.config import SandboxConfig
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the dir holding `raysolve/`
 _LINE_LIMIT = 16 * 2**20  # longest response line accepted from a worker
 _network_prefix: list[str] | None = None
+_SEQPACKET_MESSAGE = 65536
 
 
 class WorkerDied(Exception):
@@ -117,65 +120,212 @@ def describe_exit(returncode: int | None) -> str:
     return f"exited with status {returncode}"
 
 
-class WorkerProcess:
-    """One running worker. ``spawn`` returns once it reported ready."""
+class ForkServerProcess:
+    """The fork server of one ``LocalSandbox`` and the control channel to it."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, workdir: str) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, control: socket.socket, workdir: str) -> None:
         self._proc = proc
+        self._control = control
         self._workdir = workdir
-        self._next_id = 0
-        self._killed = False
+        self._loop = asyncio.get_running_loop()
+        self._next_token = 0
+        self._forks: dict[int, asyncio.Future[tuple[int, asyncio.Future[int | None]]]] = {}
+        self._exits: dict[int, asyncio.Future[int | None]] = {}  # workers not reaped yet
+        self._ready: asyncio.Future[None] = self._loop.create_future()
+        self._dead = False
         self.pid = proc.pid
+        control.setblocking(False)
+        self._loop.add_reader(control.fileno(), self._on_message)
 
     @classmethod
-    async def spawn(cls, config: SandboxConfig) -> WorkerProcess:
+    async def start(cls, config: SandboxConfig) -> ForkServerProcess:
+        """Start the fork server; returns once it has loaded and warmed up."""
         workdir = tempfile.mkdtemp(prefix="raysolve-sbx-")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         command = [
             *await network_prefix(config.isolate_network),
-            config.python or sys.executable, "-P", "-s", "-B", "-m", "raysolve.sandbox.worker",
-            json.dumps(config.worker_options()),
+            config.python or sys.executable, "-P", "-s", "-B", "-m", "raysolve.sandbox.zygote",
+            json.dumps(config.worker_options()), str(theirs.fileno()),
         ]
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=workdir,
                 env=worker_env(workdir),
                 start_new_session=True,
-                limit=_LINE_LIMIT,
+                pass_fds=(theirs.fileno(),),
             )
         except BaseException:
+            ours.close()
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        worker = cls(proc, workdir)
+        finally:
+            theirs.close()
+        server = cls(proc, ours, workdir)
         try:
-            assert proc.stdout is not None
-            line = await asyncio.wait_for(proc.stdout.readline(), config.start_timeout_s)
+            done, _ = await asyncio.wait(
+                [server._ready, asyncio.ensure_future(proc.wait())],
+                timeout=config.start_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except BaseException:  # cancelled while starting: kill and reap, then re-raise
+            await asyncio.shield(server.close())
+            raise
+        if server._ready in done and not server._dead:
+            # The server keeps the (empty) dir as its cwd; unlinking it now means nothing
+            # can be created there and nothing is left behind if this process is killed.
+            shutil.rmtree(workdir, ignore_errors=True)
+            return server
+        if not done:
+            await server.close()
+            raise WorkerDied(f"sandbox fork server did not start within {config.start_timeout_s:.0f} s")
+        details = await _stderr_tail(proc)
+        reason = describe_exit(await _wait(proc, 2.0))
+        await server.close()
+        raise WorkerDied(f"sandbox fork server failed to start ({reason}){': ' + details if details else ''}")
+
+    @property
+    def alive(self) -> bool:
+        return not self._dead and self._proc.returncode is None
+
+    async def fork(self, start_timeout_s: float) -> WorkerProcess:
+        """A new worker, ready for its first request."""
+        if not self.alive:
+            raise WorkerDied("the sandbox fork server is not running")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._next_token += 1
+        token = self._next_token
+        forked: asyncio.Future[tuple[int, asyncio.Future[int | None]]] = self._loop.create_future()
+        self._forks[token] = forked
+        try:
+            socket.send_fds(self._control, [json.dumps({"op": "fork", "token": token}).encode()], [theirs.fileno()])
+            theirs.close()
+            pid, exited = await asyncio.wait_for(forked, start_timeout_s)
+        except (OSError, asyncio.TimeoutError) as exc:
+            ours.close()
+            theirs.close()
+            raise WorkerDied(f"the sandbox fork server did not answer ({type(exc).__name__})") from None
+        except BaseException:
+            ours.close()
+            theirs.close()
+            raise
+        finally:
+            self._forks.pop(token, None)
+        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=_LINE_LIMIT)
+        worker = WorkerProcess(pid, reader, writer, self, exited)
+        try:
+            line = await asyncio.wait_for(reader.readline(), start_timeout_s)
         except asyncio.TimeoutError:
             worker.kill()
-            raise WorkerDied(f"worker did not start within {config.start_timeout_s:.0f} s") from None
-        except BaseException:  # cancelled while starting: kill and reap, then re-raise
-            await asyncio.shield(worker.close())
+            raise WorkerDied(f"worker did not start within {start_timeout_s:.0f} s") from None
+        except BaseException:
+            worker.kill()
             raise
         if not line:
-            details = await worker._stderr_tail()
-            reason = describe_exit(await worker._wait(2.0))
+            reason = describe_exit(await worker.exit_code(2.0))
             worker.kill()
-            raise WorkerDied(f"worker failed to start ({reason}){': ' + details if details else ''}")
+            raise WorkerDied(f"worker failed to start ({reason})")
         message = json.loads(line)
         if message.get("op") != "ready":
             worker.kill()
             raise WorkerDied(f"unexpected first message from worker: {line[:200]!r}")
-        # The worker keeps the (empty) dir as its cwd; unlinking it now means nothing
-        # can be created there and nothing is left behind if this process is killed.
-        shutil.rmtree(workdir, ignore_errors=True)
+        worker.uid = message.get("uid")
         return worker
+
+    def kill_worker(self, pid: int) -> None:
+        """SIGKILL a worker's process group (a no-op once it has exited)."""
+        if self.alive:
+            try:
+                self._control.send(json.dumps({"op": "kill", "pid": pid}).encode())
+            except OSError:
+                pass
+
+    def _on_message(self) -> None:
+        while True:
+            try:
+                data = self._control.recv(_SEQPACKET_MESSAGE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._mark_dead()
+                return
+            message = json.loads(data)
+            op = message.get("op")
+            if op == "ready" and not self._ready.done():
+                self._ready.set_result(None)
+            elif op in ("forked", "error"):
+                future = self._forks.get(message.get("token"))
+                if future is not None and not future.done():
+                    if op == "forked":
+                        pid = int(message["pid"])
+                        exited = self._exits[pid] = self._loop.create_future()
+                        future.set_result((pid, exited))
+                    else:
+                        future.set_exception(OSError(message.get("error", "fork failed")))
+            elif op == "exit":
+                exited = self._exits.pop(int(message["pid"]), None)
+                if exited is not None and not exited.done():
+                    exited.set_result(message.get("returncode"))
+
+    def _mark_dead(self) -> None:
+        if self._dead:
+            return
+        self._dead = True
+        try:
+            self._loop.remove_reader(self._control.fileno())
+        except (ValueError, OSError):
+            pass
+        for forked in self._forks.values():
+            if not forked.done():
+                forked.set_exception(OSError("the sandbox fork server died"))
+        for exited in self._exits.values():  # its workers die with it (parent-death signal)
+            if not exited.done():
+                exited.set_result(None)
+        self._exits.clear()
+        if not self._ready.done():
+            self._ready.set_result(None)
+
+    async def close(self) -> None:
+        """Kill the fork server; its workers die with it (parent-death signal)."""
+        self._mark_dead()
+        self._control.close()
+        if self._proc.returncode is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        await _wait(self._proc, 5.0)
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+class WorkerProcess:
+    """One session's worker, forked by a ``ForkServerProcess``."""
+
+    def __init__(
+        self,
+        pid: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        server: ForkServerProcess,
+        exited: asyncio.Future[int | None],
+    ) -> None:
+        self.pid = pid
+        self.uid: int | None = None
+        self._reader = reader
+        self._writer = writer
+        self._server = server
+        self._next_id = 0
+        self._killed = False
+        self._exit = exited
 
     @property
     def alive(self) -> bool:
-        return not self._killed and self._proc.returncode is None
+        return not self._killed and not self._exit.done()
 
     async def request(self, message: dict[str, Any], timeout: float | None) -> dict[str, Any]:
         """Send one request and wait for its answer.
@@ -185,14 +335,13 @@ class WorkerProcess:
         and ``CancelledError`` propagates.
         """
         if not self.alive:
-            raise WorkerDied(describe_exit(self._proc.returncode))
+            raise WorkerDied(describe_exit(self._exit.result() if self._exit.done() else None))
         self._next_id += 1
         payload = dict(message, id=self._next_id)
-        assert self._proc.stdin is not None and self._proc.stdout is not None
         try:
-            self._proc.stdin.write((json.dumps(payload) + "\n").encode("utf-8"))
-            await self._proc.stdin.drain()
-            line = await asyncio.wait_for(self._proc.stdout.readline(), timeout)
+            self._writer.write((json.dumps(payload) + "\n").encode("utf-8"))
+            await self._writer.drain()
+            line = await asyncio.wait_for(self._reader.readline(), timeout)
         except asyncio.TimeoutError:
             self.kill()
             raise WorkerTimeout() from None
@@ -205,43 +354,45 @@ class WorkerProcess:
             self.kill()
             raise
         if not line:
-            reason = describe_exit(await self._wait(2.0))
+            reason = describe_exit(await self.exit_code(2.0))
             self.kill()
             raise WorkerDied(reason)
         return json.loads(line)
 
-    def kill(self) -> None:
-        """SIGKILL the worker's process group and remove its temp dir (idempotent)."""
-        if not self._killed:
-            self._killed = True
-            if self._proc.returncode is None:  # not reaped yet, so the pgid is still ours
-                try:
-                    os.killpg(self.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            # Close the pipes now rather than when the loop gets to it (it may be closing).
-            transport = getattr(self._proc, "_transport", None)
-            if transport is not None:
-                transport.close()
-        shutil.rmtree(self._workdir, ignore_errors=True)
-
-    async def close(self) -> None:
-        """Kill and reap."""
-        self.kill()
-        await self._wait(5.0)
-
-    async def _wait(self, timeout: float) -> int | None:
+    async def exit_code(self, timeout: float) -> int | None:
+        """The worker's return code once the fork server has reaped it (None if unknown)."""
         try:
-            return await asyncio.wait_for(self._proc.wait(), timeout)
+            return await asyncio.wait_for(asyncio.shield(self._exit), timeout)
         except asyncio.TimeoutError:
             return None
 
-    async def _stderr_tail(self) -> str:
-        if self._proc.stderr is None:
-            return ""
-        try:
-            data = await asyncio.wait_for(self._proc.stderr.read(65536), 2.0)
-        except (asyncio.TimeoutError, ValueError):
-            return ""
-        lines = data.decode("utf-8", "replace").strip().splitlines()
-        return " | ".join(lines[-3:])[:500]
+    def kill(self) -> None:
+        """SIGKILL the worker's process group and close its socket (idempotent)."""
+        if not self._killed:
+            self._killed = True
+            if not self._exit.done():
+                self._server.kill_worker(self.pid)
+            self._writer.transport.abort()
+
+    async def close(self) -> None:
+        """Kill, and wait until the worker has been reaped."""
+        self.kill()
+        await self.exit_code(5.0)
+
+
+async def _wait(proc: asyncio.subprocess.Process, timeout: float) -> int | None:
+    try:
+        return await asyncio.wait_for(proc.wait(), timeout)
+    except asyncio.TimeoutError:
+        return None
+
+
+async def _stderr_tail(proc: asyncio.subprocess.Process) -> str:
+    if proc.stderr is None:
+        return ""
+    try:
+        data = await asyncio.wait_for(proc.stderr.read(65536), 2.0)
+    except (asyncio.TimeoutError, ValueError):
+        return ""
+    lines = data.decode("utf-8", "replace").strip().splitlines()
+    return " | ".join(lines[-3:])[:500]

@@ -238,6 +238,20 @@ def build_builtins(import_hook: Callable[..., Any]) -> dict[str, Any]:
     return names
 
 
+WARM_UP_CELL = """
+import math, itertools, fractions, collections, functools
+import numpy as np
+from sympy import *
+x, y = symbols('x y')
+solve([x + y - 3, x - y - 1], [x, y]); solve(x**2 - 2, x); factor(x**4 - 1); expand((x + y)**3)
+simplify((x**2 - 1) / (x - 1)); Matrix([[1, 2], [3, 4]]).det(); Matrix([[1, 2], [3, 4]]).inv()
+nsolve(x**2 - 2, x, 1); N(pi, 30); Rational(1, 3) + Rational('1/6'); isprime(97); factorint(360)
+summation(x**2, (x, 1, 10)); limit(sin(x) / x, x, 0); diff(sin(x) * x, x); integrate(x**2, (x, 0, 1))
+print(np.arange(6).reshape(2, 3), np.linalg.det(np.eye(2)), np.array([1.5, 2.25]))
+"""
+"""A cell run once in the fork server before any session (see ``Interpreter.warm_up``)."""
+
+
 class Interpreter:
     """One sandbox session: compile each cell with RestrictedPython and run it
     in the session's persistent globals.
@@ -276,6 +290,29 @@ class Interpreter:
         self._policy = Policy
         self.builtins = build_builtins(self._import)
         self.globals = self._fresh_globals()
+
+    def reset(self) -> None:
+        """Forget every variable and cell: the state a new session starts from."""
+        self.globals = self._fresh_globals()
+        self.sources.clear()
+        self.sink._reset(self.output_limit)
+
+    def reseed(self, seed: int) -> None:
+        """Seed ``random`` and ``numpy.random``: each session draws its own numbers,
+        and a session rebuilt by replay draws the same ones again."""
+        import random
+
+        import numpy
+
+        random.seed(seed)
+        numpy.random.seed(seed % 2**32)
+
+    def warm_up(self) -> None:
+        """Run the library paths model code hits first (SymPy's solvers and caches,
+        NumPy's printing), then reset: a fork server calls this once so that no
+        session pays for lazy imports and first-call set-up."""
+        self.run(WARM_UP_CELL, 0)
+        self.reset()
 
     # -- wiring
 

@@ -4,8 +4,12 @@ Design:
 
 * One worker process per session, never shared or reused: a worker's globals,
   imported stand-ins and any library state it touched belong to one sample.
-  ``close()`` kills it. A few fresh workers are started ahead of time
-  (``warm_workers``) so a new session does not wait for numpy/sympy imports.
+  ``close()`` kills it. Workers are forked from a fork server that has loaded
+  and warmed numpy/SymPy once (``zygote.py``), so a session starts in a few
+  milliseconds; a few are forked ahead of time (``warm_workers``). If the fork
+  server dies, the next session start brings up a new one.
+* Each session seeds ``random``/``numpy.random`` from its id, so replay redraws
+  the same numbers.
 * At most ``max_workers`` sessions execute at once (a semaphore); runs of one
   session are serialised (a lock).
 * Wall-clock limit per run: the worker's process group gets SIGKILL, the run
@@ -24,13 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from raysolve.sandbox.base import ExecResult
 from raysolve.sandbox.config import SandboxConfig
-from raysolve.sandbox.process import WorkerDied, WorkerProcess, WorkerTimeout
+from raysolve.sandbox.process import ForkServerProcess, WorkerDied, WorkerProcess, WorkerTimeout
 
 _REPLAY_OUTPUT = 256
 _MAX_SPAWN_FAILURES = 3
@@ -52,6 +57,11 @@ class _Session:
     last_used: float = field(default_factory=time.monotonic)
     closed: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    seeded: bool = False  # the current worker has had the session's seed
+
+    @property
+    def seed(self) -> int:
+        return int.from_bytes(hashlib.blake2b(self.id.encode(), digest_size=8).digest(), "big")
 
 
 class LocalSandbox:
@@ -63,6 +73,10 @@ class LocalSandbox:
         self._running = asyncio.Semaphore(max(1, self.config.max_workers))
         self._warm: list[WorkerProcess] = []
         self._refill_task: asyncio.Task[None] | None = None
+        self._server: ForkServerProcess | None = None
+        self._server_lock = asyncio.Lock()
+        self._server_starts = 0
+        self._busy = 0
         self._closed = False
 
     # ------------------------------------------------------------ protocol
@@ -92,7 +106,11 @@ class LocalSandbox:
             async with session.lock, self._running:
                 if session.closed:
                     return ExecResult("error", stderr="SandboxError: the session was closed")
-                return await self._run_locked(session, code, timeout)
+                self._busy += 1
+                try:
+                    return await self._run_locked(session, code, timeout)
+                finally:
+                    self._busy -= 1
         finally:
             session.last_used = time.monotonic()
             if session.closed and session.worker is not None:
@@ -129,6 +147,9 @@ class LocalSandbox:
         for worker in workers:
             worker.kill()
         await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
+        if self._server is not None:
+            await self._server.close()
+            self._server = None
 
     async def __aenter__(self) -> LocalSandbox:
         self._ensure_warm()
@@ -138,9 +159,26 @@ class LocalSandbox:
         await self.aclose()
 
     def stats(self) -> dict[str, int]:
-        """Counts for monitoring."""
+        """Counts for monitoring: sessions, live/warm workers, runs executing now
+        (at most ``max_workers``), fork-server starts (1 unless it died)."""
         live = sum(1 for s in self._sessions.values() if s.worker is not None and s.worker.alive)
-        return {"sessions": len(self._sessions), "live_workers": live, "warm_workers": len(self._warm)}
+        return {
+            "sessions": len(self._sessions),
+            "live_workers": live,
+            "warm_workers": sum(1 for w in self._warm if w.alive),
+            "running": self._busy,
+            "max_workers": max(1, self.config.max_workers),
+            "fork_server_starts": self._server_starts,
+        }
+
+    def worker_pids(self) -> list[int]:
+        """Pids of every worker this sandbox holds (sessions' and warm ones)."""
+        workers = [s.worker for s in self._sessions.values() if s.worker is not None]
+        return [w.pid for w in [*workers, *self._warm] if w.alive]
+
+    @property
+    def fork_server_pid(self) -> int | None:
+        return self._server.pid if self._server is not None and self._server.alive else None
 
     # ------------------------------------------------------------ running
 
@@ -149,6 +187,7 @@ class LocalSandbox:
         try:
             if session.worker is None or not session.worker.alive:
                 session.worker = await self._take_worker()
+                session.seeded = False
                 if session.cells:
                     note = await self._replay(session)
                     if note:
@@ -172,7 +211,7 @@ class LocalSandbox:
         started = time.monotonic()
         kept = " Variables from earlier runs are kept." if session.cells else ""
         try:
-            response = await worker.request(self._run_request(code, number, timeout), timeout)
+            response = await worker.request(self._run_request(session, code, number, timeout), timeout)
         except WorkerTimeout:
             self._drop_worker(session)
             message = f"TimeoutError: the code ran longer than the {timeout:g} s time limit and was stopped.{kept}"
@@ -193,8 +232,10 @@ class LocalSandbox:
             wall_s=float(response.get("wall_s", time.monotonic() - started)),
         )
 
-    def _run_request(self, code: str, number: int, timeout: float, replay: bool = False) -> dict[str, object]:
-        return {
+    def _run_request(
+        self, session: _Session, code: str, number: int, timeout: float, replay: bool = False
+    ) -> dict[str, object]:
+        request: dict[str, object] = {
             "op": "run",
             "code": code,
             "cell": number,
@@ -202,6 +243,10 @@ class LocalSandbox:
             "max_output": _REPLAY_OUTPUT if replay else self.config.max_output_chars,
             "replay": replay,
         }
+        if not session.seeded:  # the first request a worker gets from this session
+            request["seed"] = session.seed
+            session.seeded = True
+        return request
 
     async def _replay(self, session: _Session) -> str | None:
         """Re-run the session's recorded cells in its fresh worker. Returns a note
@@ -217,7 +262,7 @@ class LocalSandbox:
                 assert session.worker is not None
                 limit = min(cell.timeout_s * 1.5 + 0.5, remaining)
                 try:
-                    await session.worker.request(self._run_request(cell.code, cell.number, limit, replay=True), limit)
+                    await session.worker.request(self._run_request(session, cell.code, cell.number, limit, replay=True), limit)
                 except WorkerTimeout:
                     problem = "it timed out when re-run"
                 except WorkerDied as exc:
@@ -227,6 +272,7 @@ class LocalSandbox:
                 if session.worker is None or not session.worker.alive:
                     # Start over with what did replay; give up on state if even that fails.
                     session.worker = await self._take_worker()
+                    session.seeded = False
                     if session.cells and await self._replay(session) is not None:
                         session.cells = []
                 lost = len(cells) - len(session.cells)
@@ -250,7 +296,23 @@ class LocalSandbox:
                 self._ensure_warm()
                 return worker
         self._ensure_warm()
-        return await WorkerProcess.spawn(self.config)
+        return await self._fork()
+
+    async def _fork(self) -> WorkerProcess:
+        server = await self._fork_server()
+        return await server.fork(self.config.start_timeout_s)
+
+    async def _fork_server(self) -> ForkServerProcess:
+        """The running fork server, (re)started if needed."""
+        async with self._server_lock:
+            if self._closed:
+                raise WorkerDied("sandbox is shut down")
+            if self._server is None or not self._server.alive:
+                if self._server is not None:
+                    await self._server.close()
+                self._server = await ForkServerProcess.start(self.config)
+                self._server_starts += 1
+            return self._server
 
     def _ensure_warm(self) -> None:
         if self._closed or self.config.warm_workers <= 0 or len(self._warm) >= self.config.warm_workers:
@@ -262,8 +324,8 @@ class LocalSandbox:
         failures = 0
         while not self._closed and len(self._warm) < self.config.warm_workers and failures < _MAX_SPAWN_FAILURES:
             try:
-                worker = await WorkerProcess.spawn(self.config)
-            except WorkerDied:
+                worker = await self._fork()
+            except (WorkerDied, OSError):
                 failures += 1
                 await asyncio.sleep(1.0)
                 continue

@@ -1,18 +1,17 @@
-"""Sandbox worker process: ``python -m raysolve.sandbox.worker '<json options>'``.
+"""One session's worker process: OS limits, then a request loop (child side).
 
-One worker serves one session. Start-up: take the protocol pipes away from
-fds 0/1 (so C-level writes by sandbox code cannot corrupt the protocol), import
-numpy and SymPy once, start the executor thread, then drop privileges via
-rlimits. Then a loop: one JSON request per line on the request pipe, one JSON
-response per line on the response pipe. Results cross as JSON text only.
-
-Protocol::
+A worker is forked by the fork server (``zygote.py``) with numpy, SymPy and a
+pristine ``Interpreter`` already loaded. It becomes a session leader, drops root
+if it has it, starts the thread that runs cells, sets its rlimits and then
+serves one session over its own socket, one JSON object per line:
 
     -> {"op": "run", "id": 1, "code": "...", "cell": 3, "cpu_s": 3.0,
-        "max_output": 4000, "replay": false}
+        "max_output": 4000, "replay": false, "seed": 12345}
     <- {"op": "result", "id": 1, "status": "ok"|"error", "phase": "run"|"compile",
         "stdout": "...", "stderr": "...", "truncated": false, "wall_s": 0.01}
-    <- {"op": "ready", "pid": 1234}            (once, after start-up)
+    <- {"op": "ready", "pid": 1234, "uid": 65534}   (once, before any request)
+
+Results cross as JSON text only: sandbox objects never reach the host.
 """
 
 from __future__ import annotations
@@ -21,63 +20,39 @@ import json
 import os
 import queue
 import resource
-import signal
-import sys
+import socket
 import threading
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raysolve.sandbox.restricted import Interpreter
 
 DEFAULTS: dict[str, Any] = {
-    "memory_mb": 1536,  # RLIMIT_AS; numpy + sympy take ~250 MB of address space
+    "memory_mb": 1536,  # RLIMIT_AS; numpy + sympy take ~300 MB of address space
     "max_output": 4000,
     "max_recursion": 100_000,  # cap for the sandbox's sys.setrecursionlimit
     "stack_mb": 256,  # executor thread stack, for deep (memoised) recursion
     "nofile": 32,
     "fsize_bytes": 0,
     "int_max_str_digits": 100_000,
+    "drop_root": True,
 }
 
+UNPRIVILEGED_UID = 65534  # "nobody" on every Linux distribution
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGKILL us when the spawning thread exits (best effort)."""
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent thread exits (best effort)."""
     try:
         import ctypes
+        import signal
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except Exception:
         pass
-
-
-def _claim_protocol_channel() -> tuple[BinaryIO, int]:
-    """Move the request/response pipes off fds 0/1; point 0/1 at /dev/null.
-
-    fd 2 keeps the parent's pipe until start-up is done so import errors are
-    visible; ``_silence_stderr`` closes it.
-    """
-    request_fd = os.dup(0)
-    response_fd = os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    return os.fdopen(request_fd, "rb"), response_fd
-
-
-def _silence_stderr() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-
-
-def _send(fd: int, message: dict[str, Any]) -> None:
-    data = (json.dumps(message, ensure_ascii=True) + "\n").encode("ascii")
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _set_limit(which: int, value: int) -> None:
@@ -91,13 +66,30 @@ def _set_limit(which: int, value: int) -> None:
 
 
 def apply_limits(options: dict[str, Any]) -> None:
-    """Process-wide limits, set once after start-up (hard limits included)."""
+    """Process-wide limits, set once before serving (hard limits included, so
+    sandbox code cannot raise them even after an escape)."""
     _set_limit(resource.RLIMIT_CORE, 0)
     _set_limit(resource.RLIMIT_FSIZE, int(options["fsize_bytes"]))
     _set_limit(resource.RLIMIT_NOFILE, int(options["nofile"]))
-    _set_limit(resource.RLIMIT_NPROC, 0)  # no fork/threads (not enforced for root)
+    _set_limit(resource.RLIMIT_NPROC, 0)  # no fork, no threads (not enforced for real root)
     if options.get("memory_mb"):
         _set_limit(resource.RLIMIT_AS, int(options["memory_mb"]) * 2**20)
+
+
+def drop_root() -> bool:
+    """As real root (common in GPU containers), become ``nobody``: RLIMIT_NPROC is
+    then enforced, root-only files are unreadable, other processes can't be
+    signalled. Inside a user namespace (``unshare --map-root-user``) uid 0 is
+    already unprivileged on the host and ``nobody`` is unmapped: nothing to do."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        os.setgroups([])
+        os.setgid(UNPRIVILEGED_UID)
+        os.setuid(UNPRIVILEGED_UID)
+    except OSError:
+        return False
+    return True
 
 
 def arm_cpu_limit(seconds: float) -> None:
@@ -143,42 +135,34 @@ class Executor:
         return self._results.get()
 
 
-def serve(options: dict[str, Any]) -> None:
-    """Start up, then answer requests until the request pipe closes."""
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-size writes fail with EFBIG instead
-    _die_with_parent()
-    requests, response_fd = _claim_protocol_channel()
+def send(channel: socket.socket, message: dict[str, Any]) -> None:
+    channel.sendall((json.dumps(message, ensure_ascii=True) + "\n").encode("ascii"))
 
-    from raysolve.sandbox.restricted import Interpreter
 
-    interpreter = Interpreter(
-        output_limit=int(options["max_output"]),
-        memory_mb=options.get("memory_mb"),
-        max_recursion=int(options["max_recursion"]),
-        int_max_str_digits=options["int_max_str_digits"],
-    )
-    # Library code that prints (sympy.pprint, numpy warnings) lands in the cell's output.
-    sys.stdout = sys.stderr = interpreter.sink  # type: ignore[assignment]
+def serve_session(interpreter: Interpreter, channel: socket.socket, options: dict[str, Any]) -> None:
+    """Lock the process down, then answer requests until the channel closes."""
     executor = Executor(int(options["stack_mb"]))
+    dropped = drop_root() if options.get("drop_root", True) else False
     apply_limits(options)
-    _silence_stderr()
-    _send(response_fd, {"op": "ready", "pid": os.getpid()})
-
+    send(channel, {"op": "ready", "pid": os.getpid(), "uid": os.getuid(), "dropped_root": dropped})
+    requests = channel.makefile("rb")
     for line in requests:
         try:
             request = json.loads(line)
         except ValueError:
-            _send(response_fd, {"op": "result", "status": "error", "phase": "protocol", "stderr": "bad request"})
+            send(channel, {"op": "result", "status": "error", "phase": "protocol", "stderr": "bad request"})
             continue
         op = request.get("op")
         if op == "exit":
             break
         if op == "ping":
-            _send(response_fd, {"op": "pong", "id": request.get("id")})
+            send(channel, {"op": "pong", "id": request.get("id")})
             continue
         if op != "run":
-            _send(response_fd, {"op": "result", "id": request.get("id"), "status": "error", "phase": "protocol", "stderr": f"unknown op {op!r}"})
+            send(channel, {"op": "result", "id": request.get("id"), "status": "error", "phase": "protocol", "stderr": f"unknown op {op!r}"})
             continue
+        if request.get("seed") is not None:
+            interpreter.reseed(int(request["seed"]))
         code = str(request.get("code", ""))
         cell = int(request.get("cell", 0))
         max_output = int(request.get("max_output") or options["max_output"])
@@ -186,7 +170,7 @@ def serve(options: dict[str, Any]) -> None:
         result = executor.call(lambda: interpreter.run(code, cell, max_output))
         if request.get("replay"):
             result["stdout"] = ""
-        _send(response_fd, {"op": "result", "id": request.get("id"), **_clean(result)})
+        send(channel, {"op": "result", "id": request.get("id"), **_clean(result)})
 
 
 def _clean(result: dict[str, Any]) -> dict[str, Any]:
@@ -196,15 +180,3 @@ def _clean(result: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             result[key] = value.encode("utf-8", "replace").decode("utf-8")
     return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    options = dict(DEFAULTS)
-    if args:
-        options.update(json.loads(args[0]))
-    serve(options)
-
-
-if __name__ == "__main__":
-    main()
