@@ -450,3 +450,122 @@ def test_worker_search_path_keeps_packages_installed_by_path() -> None:
     env = worker_env("/tmp/w")
     assert env["PYTHONPATH"].split(":")[0] == _PACKAGE_ROOT
     assert "HOME" in env and not any(k.startswith(("RAY_", "AWS_")) for k in env)
+
+
+_ESCAPED = r"""
+import json, os, signal, socket, sys, threading
+from raysolve.sandbox.worker import DEFAULTS, apply_limits, drop_root
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # as the fork server sets it for its workers
+port, secret = int(sys.argv[1]), sys.argv[2]
+out = {"dropped": drop_root(), "uid": os.getuid()}
+apply_limits(DEFAULTS)
+def attempt(name, fn):
+    try:
+        fn()
+        out[name] = "allowed"
+    except BaseException as exc:
+        out[name] = type(exc).__name__
+        out[name + "_why"] = str(exc)
+def fork():
+    if os.fork() == 0:
+        os._exit(0)
+def write():
+    with open("written.txt", "w") as fh:
+        fh.write("x" * 100)
+        fh.flush()
+attempt("fork", fork)
+attempt("thread", lambda: threading.Thread(target=lambda: None).start())
+attempt("write", write)
+def connect():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        sock.connect(("127.0.0.1", port))
+attempt("connect", connect)
+attempt("read_root_only", lambda: open(secret).read())
+attempt("signal_parent", lambda: os.kill(os.getppid(), 0))
+print(json.dumps(out))
+"""
+
+
+def test_os_limits_hold_for_code_that_escaped_the_filter(tmp_path) -> None:
+    """Assume an escape from the language filter: raw Python with the worker's OS
+    set-up (clean env, network namespace, dropped root, rlimits) still cannot fork,
+    start threads, write file contents, reach a listening host port, read root-only
+    files, or signal the host."""
+    import json
+    import socket
+
+    from raysolve.sandbox.process import network_prefix, worker_env
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    secret = tmp_path / "secret"
+    secret.write_text("hunter2")
+    secret.chmod(0o600)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    prefix = asyncio.run(network_prefix(True))
+    try:
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-c", _ESCAPED, str(server.getsockname()[1]), str(secret)],
+            cwd=workdir, env=worker_env(str(workdir)), capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    unprivileged = out["uid"] != 0 or bool(prefix)  # real root ignores RLIMIT_NPROC
+    if unprivileged:
+        assert out["fork"] == "BlockingIOError" and out["thread"] == "RuntimeError", out
+    assert out["write"] in ("OSError", "PermissionError"), out  # EFBIG, or no write access at all
+    assert not (workdir / "written.txt").exists() or (workdir / "written.txt").stat().st_size == 0
+    if prefix:
+        assert out["connect"] == "OSError", out  # no route out of an empty network namespace
+    if out["dropped"]:
+        assert out["read_root_only"] == "PermissionError" and out["signal_parent"] == "PermissionError", out
+
+
+def test_worker_killed_from_outside_is_reported_and_rebuilt(loop: LoopThread, box: LocalSandbox, run) -> None:
+    # What the kernel's OOM killer or an operator does: SIGKILL mid-run.
+    assert ok(run("import numpy as np\nv = np.arange(5)")) == ""
+    pid = box._sessions[run.sid].worker.pid  # type: ignore[attr-defined]
+
+    async def kill_midway() -> ExecResult:
+        task = asyncio.ensure_future(box.run(run.sid, "while True:\n    pass", 30))  # type: ignore[attr-defined]
+        await asyncio.sleep(0.3)
+        os.kill(pid, 9)
+        return await task
+
+    res = loop.run(kill_midway())
+    assert res.status == "killed" and "killed (out of memory or stopped from outside)" in res.stderr
+    assert "Variables from earlier runs are kept" in res.stderr
+    assert ok(run("print(v.sum())")) == "10\n"
+
+
+def test_fork_server_death_is_survived(loop: LoopThread) -> None:
+    async def go() -> tuple[str, str, int, dict[str, int]]:
+        async with LocalSandbox(SandboxConfig(warm_workers=1)) as sb:
+            sid = await sb.open_session()
+            await sb.run(sid, "kept = 'yes'")
+            worker = sb._sessions[sid].worker.pid
+            os.kill(sb.fork_server_pid, 9)  # its workers die with it (parent-death signal)
+            await asyncio.sleep(0.5)
+            gone = _gone(worker)
+            after = await sb.run(sid, "print(kept)")  # new fork server, state replayed
+            fresh = await sb.run(await sb.open_session(), "print('new session')")
+            return after.stdout, fresh.stdout, gone, sb.stats()
+
+    after, fresh, gone, stats = loop.run(go())
+    assert gone and after == "yes\n" and fresh == "new session\n"
+    assert stats["fork_server_starts"] == 2
+
+
+def test_isolation_report(loop: LoopThread, box: LocalSandbox) -> None:
+    report = loop.run(box.isolation())
+    assert report["limits"]["file_size_bytes"] == "0" and report["limits"]["core_bytes"] == "0"
+    assert report["limits"]["processes"] == "0" and report["limits"]["open_files"] == "32"
+    assert report["limits"]["address_space_bytes"] == str(1536 * 2**20)
+    assert set(report["env"]) <= _ALLOWED_ENV and report["cwd_entries"] == 0
+    if os.geteuid() == 0:
+        assert report["uid"] == 65534

@@ -109,3 +109,16 @@ def test_actor_crash_is_survived(ray_local) -> None:
     assert before.stdout == "5\n"
     assert after.status == "ok" and after.stdout == "alive\n"
     assert RESTART_NOTE in after.stderr
+
+
+def test_hostile_code_through_the_actor_leaves_it_serving(pool) -> None:
+    """Process-control, spoofing and flood snippets from the red-team corpus, sent
+    through Ray: each ends as its case names and the actor process is never touched."""
+    from raysolve.sandbox.corpus import REDTEAM, run_cases
+
+    cases = [c for c in REDTEAM if c.category in ("process", "spoof", "flood")]
+    pid = ray.get(pool.pid.remote())
+    reports = asyncio.run(run_cases(RemoteSandbox(pool), cases))
+    assert [(r.case.name, r.problem) for r in reports if r.problem] == []
+    assert ray.get(pool.pid.remote()) == pid
+    assert ray.get(pool.stats.remote())["running"] == 0

@@ -14,6 +14,7 @@ and prefixes a note saying earlier variables were lost (the sample sees a
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -58,6 +59,16 @@ class SandboxPool:
 
     async def stats(self) -> dict[str, int]:
         return self._sandbox().stats()
+
+    async def isolation(self) -> dict[str, Any]:
+        """What the OS enforces on this node's workers, plus this actor's pid."""
+        return {**await self._sandbox().isolation(), "actor_pid": os.getpid()}
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def worker_pids(self) -> list[int]:
+        return self._sandbox().worker_pids()
 
     async def shutdown(self) -> None:
         """Kill all workers (the actor stays usable; new sessions start fresh)."""

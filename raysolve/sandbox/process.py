@@ -120,6 +120,40 @@ def describe_exit(returncode: int | None) -> str:
     return f"exited with status {returncode}"
 
 
+_LIMIT_NAMES = {
+    "Max cpu time": "cpu_s",
+    "Max file size": "file_size_bytes",
+    "Max processes": "processes",
+    "Max open files": "open_files",
+    "Max address space": "address_space_bytes",
+    "Max core file size": "core_bytes",
+}
+
+
+def isolation_report(pid: int) -> dict[str, Any]:
+    """What the OS enforces on a worker process, read from ``/proc`` (same node only):
+    uid, network namespace, rlimits, environment variable names, cwd contents."""
+    report: dict[str, Any] = {"pid": pid}
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            uid_line = next(line for line in fh if line.startswith("Uid:"))
+        report["uid"] = int(uid_line.split()[1])
+        report["network_namespace"] = os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+        limits: dict[str, str] = {}
+        with open(f"/proc/{pid}/limits") as fh:
+            for line in fh:
+                for label, key in _LIMIT_NAMES.items():
+                    if line.startswith(label):
+                        limits[key] = line[len(label):].split()[0]
+        report["limits"] = limits
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            report["env"] = sorted(item.split(b"=", 1)[0].decode() for item in fh.read().split(b"\0") if item)
+        report["cwd_entries"] = len(os.listdir(f"/proc/{pid}/cwd"))
+    except (OSError, StopIteration, ValueError) as exc:
+        report["error"] = f"{type(exc).__name__}: {exc}"
+    return report
+
+
 class ForkServerProcess:
     """The fork server of one ``LocalSandbox`` and the control channel to it."""
 

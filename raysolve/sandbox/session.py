@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from raysolve.sandbox.base import ExecResult
 from raysolve.sandbox.config import SandboxConfig
-from raysolve.sandbox.process import ForkServerProcess, WorkerDied, WorkerProcess, WorkerTimeout
+from raysolve.sandbox.process import ForkServerProcess, WorkerDied, WorkerProcess, WorkerTimeout, isolation_report
 
 _REPLAY_OUTPUT = 256
 _MAX_SPAWN_FAILURES = 3
@@ -169,12 +169,25 @@ class LocalSandbox:
             "running": self._busy,
             "max_workers": max(1, self.config.max_workers),
             "fork_server_starts": self._server_starts,
+            "fork_server_pid": self.fork_server_pid or 0,
         }
 
     def worker_pids(self) -> list[int]:
         """Pids of every worker this sandbox holds (sessions' and warm ones)."""
         workers = [s.worker for s in self._sessions.values() if s.worker is not None]
         return [w.pid for w in [*workers, *self._warm] if w.alive]
+
+    async def isolation(self) -> dict[str, object]:
+        """What the OS enforces on this sandbox's workers (see ``isolation_report``),
+        measured on a throw-away session's worker."""
+        sid = await self.open_session()
+        try:
+            await self.run(sid, "pass")
+            worker = self._sessions[sid].worker
+            report = isolation_report(worker.pid) if worker is not None else {"error": "no worker"}
+        finally:
+            await self.close(sid)
+        return report
 
     @property
     def fork_server_pid(self) -> int | None:

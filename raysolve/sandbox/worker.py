@@ -139,10 +139,13 @@ def send(channel: socket.socket, message: dict[str, Any]) -> None:
     channel.sendall((json.dumps(message, ensure_ascii=True) + "\n").encode("ascii"))
 
 
-def serve_session(interpreter: Interpreter, channel: socket.socket, options: dict[str, Any]) -> None:
+def serve_session(interpreter: Interpreter, channel: socket.socket, options: dict[str, Any], parent: int) -> None:
     """Lock the process down, then answer requests until the channel closes."""
     executor = Executor(int(options["stack_mb"]))
     dropped = drop_root() if options.get("drop_root", True) else False
+    die_with_parent()  # again: a change of credentials clears the parent-death signal
+    if os.getppid() != parent:
+        return
     apply_limits(options)
     send(channel, {"op": "ready", "pid": os.getpid(), "uid": os.getuid(), "dropped_root": dropped})
     requests = channel.makefile("rb")

@@ -139,7 +139,7 @@ class ForkServer:
             os.close(self.wake_r)
             os.close(self.wake_w)
             _null_std_fds()
-            serve_session(self.interpreter, socket.socket(fileno=channel_fd), self.options)
+            serve_session(self.interpreter, socket.socket(fileno=channel_fd), self.options, parent)
         except BaseException:  # noqa: BLE001 - nothing may unwind into the fork server's loop
             code = 1
         finally:
