@@ -1,6 +1,8 @@
 import os
+from collections.abc import Iterator
 
 import pytest
+from sandbox_helpers import LoopThread
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -18,3 +20,11 @@ def ray_local():
         ray.init(num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[LoopThread]:
+    """A background event loop per test module, for the sandbox's async API."""
+    lt = LoopThread()
+    yield lt
+    lt.close()

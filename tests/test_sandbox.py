@@ -15,18 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from loop_thread import LoopThread
+from sandbox_helpers import LoopThread
 
 from raysolve.sandbox import ExecResult, LocalSandbox, Sandbox, SandboxConfig
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[LoopThread]:
-    lt = LoopThread()
-    yield lt
-    lt.close()
 
 
 @pytest.fixture(scope="module")

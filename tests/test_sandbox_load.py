@@ -14,6 +14,7 @@ import random
 import time
 
 import pytest
+from sandbox_helpers import live_children
 
 from raysolve.sandbox import RemoteSandbox, SandboxConfig, sandbox_pool_actor
 
@@ -36,20 +37,6 @@ def _isolation_probe(i: int) -> str:
         lines += ["try:", f"    v_{j}", f"    seen.append({j})", "except NameError:", "    pass"]
     lines.append("print(marker, seen)")
     return "\n".join(lines)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-                found.append(int(entry))
-    return found
 
 
 def test_hundreds_of_sessions_with_crashes_hangs_and_bombs(ray_local) -> None:
@@ -115,7 +102,7 @@ def test_hundreds_of_sessions_with_crashes_hangs_and_bombs(ray_local) -> None:
         time.sleep(0.1)
     assert stats["running"] == 0 and stats["sessions"] == 0 and stats["live_workers"] == 0, stats
     assert stats["warm_workers"] == CONFIG.warm_workers and stats["fork_server_starts"] == 1, stats
-    leftovers = [p for p in _children(stats["fork_server_pid"]) if p not in ray.get(pool.worker_pids.remote())]
+    leftovers = [p for p in live_children(stats["fork_server_pid"]) if p not in ray.get(pool.worker_pids.remote())]
     assert leftovers == []
 
     async def full_width() -> float:

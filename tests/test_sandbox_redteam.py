@@ -13,22 +13,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 
 import pytest
-from loop_thread import LoopThread
+from sandbox_helpers import LoopThread, live_children
 
 from raysolve.sandbox import LocalSandbox, SandboxConfig
 from raysolve.sandbox.corpus import CATEGORIES, LEGIT, LEGIT_CATEGORIES, REDTEAM, Case, run_cases
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[LoopThread]:
-    lt = LoopThread()
-    yield lt
-    lt.close()
 
 
 def _host_state() -> dict[str, object]:
@@ -49,7 +43,9 @@ def box(loop: LoopThread) -> Iterator[LocalSandbox]:
     yield sandbox
     # Nothing the corpus did reached the host or the fork server.
     after = _host_state()
-    stray = [p for p in _children(server) if p not in sandbox.worker_pids()]
+    deadline = time.monotonic() + 10  # a warm worker may be mid-fork, a killed one mid-exit
+    while (stray := [p for p in live_children(server) if p not in sandbox.worker_pids()]) and time.monotonic() < deadline:
+        time.sleep(0.05)
     stats = sandbox.stats()
     loop.run(sandbox.aclose())
     assert after["env"] == before["env"]
@@ -58,22 +54,6 @@ def box(loop: LoopThread) -> Iterator[LocalSandbox]:
     assert sandbox.fork_server_pid is None and stats["fork_server_starts"] == 1
     assert stats["running"] == 0
     assert stray == [], stray
-
-
-def _children(pid: int | None) -> list[int]:
-    """Live (not zombie) children of ``pid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-            found.append(int(entry))
-    return found
 
 
 def _ids(cases: tuple[Case, ...]) -> list[str]:
