@@ -41,6 +41,8 @@ class SolveOptions:
     max_code_calls: int | None = None
     temperature: float | None = None
     modulus: int | None = None
+    time_limit_s: float | None = None
+    """Settle with the votes so far (reason ``time_limit``) this long after submission."""
 
     @classmethod
     def latency(cls, **overrides: object) -> "SolveOptions":
@@ -79,6 +81,9 @@ class _Problem:
     failed: int = 0
     settled: Settled | None = None
     settled_at: float | None = None
+    deadline: float | None = None
+    events: asyncio.Queue | None = None
+    """Streaming callers (``solve_stream``): one event per finished sample and at settling."""
 
     def not_started(self) -> int:
         return self.num_samples - self.next_idx + len(self.retry)
@@ -148,6 +153,32 @@ class Coordinator:
         except asyncio.CancelledError:  # the caller went away: stop its samples
             self._cancel(lambda s: s is state, "cancelled")
             raise
+
+    async def solve_stream(self, problem: Problem, options: SolveOptions | None = None):
+        """Like ``solve``, as an event stream (a Ray streaming generator): ``sample`` when a
+        sample finishes or is cancelled, ``settled`` when the vote is decided, then
+        ``result`` (the ``ProblemResult``). Cancelling the stream stops the samples."""
+        state = self._new_problem(problem, options)
+        loop = asyncio.get_running_loop()
+        state.future = loop.create_future()
+        state.events = asyncio.Queue()
+        self.queue.appendleft(state)
+        self._fill()
+        try:
+            while True:
+                getter = asyncio.ensure_future(state.events.get())
+                await asyncio.wait({getter, state.future}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                while not state.events.empty():
+                    yield state.events.get_nowait()
+                yield {"event": "result", "result": state.future.result()}
+                return
+        finally:
+            if not state.future.done():  # the caller went away: stop its samples
+                self._cancel(lambda s: s is state, "cancelled")
 
     async def poll(self, max_results: int = 1024, timeout_s: float = 1.0) -> list[ProblemResult]:
         """Finished batch results, waiting up to ``timeout_s`` for the first one."""
@@ -223,6 +254,7 @@ class Coordinator:
             policy=parse_policy(o.stop_policy or cfg.scheduling.stop_policy),
             template=template,
             mode=mode,
+            deadline=None if o.time_limit_s is None else time.monotonic() + o.time_limit_s,
         )
 
     def _fill(self) -> None:
@@ -344,6 +376,8 @@ class Coordinator:
         record.end_s = round(now - state.started_at, 4)
         record.attempt = state.attempts.get(record.sample_idx, 1)
         state.records.append(record)
+        if state.events is not None:
+            state.events.put_nowait({"event": "sample", "sample": record.to_row(), "votes": dict(state.counts)})
         if record.cancelled:
             self.counters["samples_cancelled"] += 1
             return
@@ -371,6 +405,9 @@ class Coordinator:
         state.settled = decision
         state.settled_at = now
         state.retry.clear()
+        if state.events is not None:
+            state.events.put_nowait({"event": "settled", "answer": decision.answer, "reason": decision.reason,
+                                     "votes": dict(state.counts), "in_flight": len(state.in_flight)})
         by_engine: dict[int, list[str]] = {}
         for idx, (engine, _) in state.in_flight.items():
             by_engine.setdefault(engine, []).append(_with_index(state.template, idx).key)
@@ -426,6 +463,7 @@ class Coordinator:
         while self.active or self.queue:
             await asyncio.sleep(_TICK_S)
             now = time.monotonic()
+            self._cancel(lambda s: s.deadline is not None and now >= s.deadline and s.settled is None, "time_limit")
             for state in list(self.active.values()):
                 if state.settled is None and state.started_at is not None:
                     self._decide(state, now)

@@ -1,0 +1,200 @@
+"""Ray Serve application: ``POST /v1/solve``, ``POST /v1/solve/stream``, ``GET /healthz``.
+
+    raysolve serve [--config run.yaml] [--port 8000]
+    serve run raysolve.serve:app                      # the embedded default engine
+    serve run serve.yaml                              # applications: - import_path: raysolve.serve:build
+
+One replica owns a ``Solver`` (the same engine, sandbox and coordinator actors as
+the CLI); concurrent requests become concurrent problems in that coordinator, so
+their samples share the engines' continuous batches. Overload is answered by Serve
+(503) once ``max_ongoing_requests`` run and ``max_queued_requests`` wait. A client
+that disconnects, or a request's ``time_limit_s``, stops that request's samples.
+"""
+
+
+import json
+import time
+import uuid
+from typing import Any
+
+import ray
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from ray import serve
+
+from raysolve.actors import SolveOptions
+from raysolve.config import SolverConfig
+from raysolve.problems import MAX_PROBLEM_CHARS, Problem
+from raysolve.records import ProblemResult
+from raysolve.solver import Solver
+from raysolve.voting import parse_policy
+
+
+class SolveRequest(BaseModel):
+    """One problem and optional per-request settings (defaults: the server's config,
+    latency-first scheduling)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    problem: str = Field(min_length=1, max_length=MAX_PROBLEM_CHARS, description="Problem statement.")
+    samples: int | None = Field(None, ge=1, le=256, description="Sample budget.")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000, description="Token budget per sample.")
+    max_code_calls: int | None = Field(None, ge=0, le=64)
+    time_limit_s: float | None = Field(None, gt=0, le=3600, description="Answer with the votes so far after this.")
+    stop_policy: str | None = Field(None, description="e.g. 'default', 'unbeatable', 'beta:0.99:min=4', 'full'.")
+    modulus: int | None = Field(None, ge=2, description="Take integer answers modulo this (AIMO: 1000).")
+    id: str | None = Field(None, max_length=200, description="Echoed back; a fresh id if absent.")
+    keep_samples: bool = Field(True, description="Include per-sample summaries in the answer.")
+
+    @field_validator("problem")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("problem text is empty")
+        return text
+
+    @field_validator("stop_policy")
+    @classmethod
+    def _policy_parses(cls, spec: str | None) -> str | None:
+        if spec is not None:
+            parse_policy(spec)  # raises ValueError with the reason
+        return spec
+
+    def options(self) -> SolveOptions:
+        return SolveOptions.latency(
+            num_samples=self.samples,
+            stop_policy=self.stop_policy or "latency",
+            max_tokens=self.max_tokens,
+            max_code_calls=self.max_code_calls,
+            temperature=self.temperature,
+            modulus=self.modulus,
+            time_limit_s=self.time_limit_s,
+        )
+
+
+class SampleSummary(BaseModel):
+    sample_idx: int
+    answer: str | None
+    finish_reason: str
+    cancelled: bool
+    generated_tokens: int
+    tool_output_tokens: int
+    code_calls: int
+    wall_s: float
+
+
+class SolveResponse(BaseModel):
+    id: str
+    answer: str | None
+    settle_reason: str = Field(description="Which stop rule decided, or budget / time_limit / cancelled.")
+    votes: dict[str, int]
+    samples_started: int
+    samples_finished: int
+    samples_cancelled: int
+    generated_tokens: int
+    tool_output_tokens: int
+    code_calls: int
+    settle_s: float
+    wall_s: float
+    queue_s: float = Field(description="Seconds between arrival and the answer that were not solving.")
+    samples: list[SampleSummary] | None = None
+
+
+def to_response(request_id: str, result: ProblemResult, started: float, keep_samples: bool) -> dict[str, Any]:
+    total = time.monotonic() - started
+    samples = [
+        {k: getattr(s, k) for k in SampleSummary.model_fields} for s in sorted(result.samples, key=lambda s: s.sample_idx)
+    ]
+    return {
+        "id": request_id,
+        "answer": result.answer,
+        "settle_reason": result.settle_reason,
+        "votes": result.votes,
+        "samples_started": result.samples_started,
+        "samples_finished": result.samples_finished,
+        "samples_cancelled": result.samples_cancelled,
+        "generated_tokens": result.generated_tokens,
+        "tool_output_tokens": result.tool_output_tokens,
+        "code_calls": result.code_calls,
+        "settle_s": result.settle_s,
+        "wall_s": result.wall_s,
+        "queue_s": round(max(0.0, total - result.wall_s), 4),
+        "samples": samples if keep_samples else None,
+    }
+
+
+api = FastAPI(
+    title="raysolve",
+    summary="Competition math by tool-integrated reasoning, majority vote and early stopping.",
+    version="1",
+)
+
+
+@serve.deployment(max_ongoing_requests=32, max_queued_requests=64, ray_actor_options={"num_cpus": 0})
+@serve.ingress(api)
+class SolverApp:
+    """The ingress replica: validates requests and talks to the coordinator."""
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.config = SolverConfig.model_validate(config or {})
+        self.solver = Solver(self.config).start()
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        """Liveness and load: 200 while the coordinator answers."""
+        stats = await self.solver.coordinator.stats.remote()
+        return {"status": "ok", "engines": len(self.solver.engines), "active_problems": stats["active"],
+                "queued_problems": stats["queued"], "samples_in_flight": stats["in_flight"]}
+
+    @api.post("/v1/solve", response_model=SolveResponse, response_model_exclude_none=True)
+    async def solve(self, request: SolveRequest) -> dict[str, Any]:
+        """Solve one problem and answer when its vote is settled."""
+        started = time.monotonic()
+        request_id = request.id or uuid.uuid4().hex
+        ref = self.solver.coordinator.solve.remote(Problem(request_id, request.problem), request.options())
+        try:
+            result = await ref
+        except BaseException:  # client gone (Serve cancels us) or shutting down: stop the samples
+            ray.cancel(ref)
+            raise
+        return to_response(request_id, result, started, request.keep_samples)
+
+    @api.post("/v1/solve/stream")
+    async def solve_stream(self, request: SolveRequest) -> StreamingResponse:
+        """The same, as NDJSON events: ``sample`` per finished or cancelled sample,
+        ``settled`` when the vote is decided, then ``result`` (a ``SolveResponse``)."""
+        started = time.monotonic()
+        request_id = request.id or uuid.uuid4().hex
+        stream = self.solver.coordinator.solve_stream.options(num_returns="streaming").remote(
+            Problem(request_id, request.problem), request.options()
+        )
+
+        async def events():
+            try:
+                async for ref in stream:
+                    event = await ref
+                    if event["event"] == "result":
+                        event = {"event": "result", **to_response(request_id, event["result"], started, request.keep_samples)}
+                    else:
+                        event = {"id": request_id, **event}
+                    yield json.dumps(event) + "\n"
+            finally:  # also when the client went away mid-stream: stop the samples
+                try:
+                    ray.cancel(stream)
+                except Exception:  # already finished
+                    pass
+
+        return StreamingResponse(events(), media_type="application/x-ndjson")
+
+
+def build(args: dict[str, Any]) -> serve.Application:
+    """Application builder for ``serve run`` config files: ``args`` may hold ``config``
+    (a path to a ``SolverConfig`` YAML) and ``max_ongoing_requests`` / ``max_queued_requests``."""
+    config = SolverConfig.load(args["config"]).model_dump() if args.get("config") else dict(args.get("solver", {}))
+    limits = {k: int(args[k]) for k in ("max_ongoing_requests", "max_queued_requests") if k in args}
+    return SolverApp.options(**limits).bind(config)
+
+
+app = build({})

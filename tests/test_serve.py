@@ -1,0 +1,118 @@
+"""The Ray Serve app over real HTTP on localhost, with the tiny default engine (hf, CPU)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.timeout(300)
+
+GCD = "Compute lcm(357, 2907) / gcd(357, 2907)."
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def base_url(ray_local):
+    from ray import serve
+
+    from raysolve.serve import build
+
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    solver = {"budget": {"max_tokens": 400}, "sandbox": {"max_workers": 2}}
+    serve.run(build({"solver": solver, "max_ongoing_requests": 3, "max_queued_requests": 2}), name="raysolve", route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+def test_healthz_and_openapi(base_url: str) -> None:
+    health = httpx.get(f"{base_url}/healthz", timeout=30)
+    assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["engines"] == 1
+    schema = httpx.get(f"{base_url}/openapi.json", timeout=30).json()
+    assert {"/v1/solve", "/v1/solve/stream", "/healthz"} <= set(schema["paths"])
+
+
+def test_solve(base_url: str) -> None:
+    response = httpx.post(f"{base_url}/v1/solve", json={"problem": GCD, "samples": 4, "id": "g1"}, timeout=120)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == "g1" and body["answer"] == "399"
+    assert body["votes"]["399"] >= 1 and body["settle_reason"]
+    assert 1 <= body["samples_started"] <= 4 and len(body["samples"]) == body["samples_started"]
+    assert body["generated_tokens"] > 0 and body["wall_s"] > 0
+
+
+def test_stream(base_url: str) -> None:
+    events = []
+    with httpx.stream("POST", f"{base_url}/v1/solve/stream", json={"problem": GCD, "samples": 4}, timeout=120) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        for line in response.iter_lines():
+            if line:
+                events.append(json.loads(line))
+    kinds = [e["event"] for e in events]
+    assert kinds[-1] == "result" and "settled" in kinds and kinds.count("sample") >= 1
+    assert kinds.index("settled") < len(kinds) - 1
+    assert events[-1]["answer"] == "399" and events[-1]["samples_started"] == kinds.count("sample")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"problem": ""}, "problem"),
+        ({"problem": "   "}, "problem"),
+        ({"problem": GCD, "samples": 0}, "samples"),
+        ({"problem": GCD, "stop_policy": "bogus:1"}, "stop_policy"),
+        ({"problem": GCD, "temperature": "hot"}, "temperature"),
+        ({"problem": GCD, "colour": "blue"}, "colour"),
+        ({}, "problem"),
+    ],
+)
+def test_validation_errors_are_422(base_url: str, body: dict, field: str) -> None:
+    response = httpx.post(f"{base_url}/v1/solve", json=body, timeout=30)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert any(field in map(str, item["loc"]) for item in detail), detail
+    assert all(item["msg"] for item in detail)
+
+
+def test_overload_is_503_not_an_unbounded_queue(base_url: str) -> None:
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            body = {"problem": GCD, "samples": 8, "stop_policy": "full"}
+            responses = await asyncio.gather(*(client.post(f"{base_url}/v1/solve", json=body) for _ in range(10)))
+        return [r.status_code for r in responses]
+
+    codes = asyncio.run(burst())
+    assert codes.count(503) >= 1 and codes.count(200) >= 3, codes  # 3 running + 2 queued fit
+    assert set(codes) <= {200, 503}
+
+
+def test_disconnect_and_time_limit_stop_the_samples(base_url: str) -> None:
+    body = {"problem": GCD, "samples": 64, "stop_policy": "full", "max_tokens": 2000}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{base_url}/v1/solve", json=body, timeout=2.0)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        health = httpx.get(f"{base_url}/healthz", timeout=30).json()
+        if health["samples_in_flight"] == 0 and health["active_problems"] == 0:
+            break
+        time.sleep(0.2)
+    assert health["samples_in_flight"] == 0 and health["active_problems"] == 0, health
+
+    started = time.monotonic()
+    response = httpx.post(f"{base_url}/v1/solve", json={**body, "time_limit_s": 1.5}, timeout=60)
+    assert response.status_code == 200
+    result = response.json()
+    assert result["settle_reason"] == "time_limit" and result["samples_finished"] < 64
+    assert time.monotonic() - started < 15
