@@ -31,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return solve_command(args)
     if args.command == "replay":
         return replay_command(args)
+    if args.command == "serve":
+        return serve_command(args)
     parser.print_help()
     return 2
 
@@ -64,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--modulus", type=int, help="take integer answers modulo this (AIMO: 1000)")
     g.add_argument("--seed", type=int)
     g.add_argument("--keep-text", action="store_true", help="store generated texts in samples.jsonl")
+    v = sub.add_parser("serve", help="serve POST /v1/solve over HTTP (Ray Serve; Ctrl-C stops)")
+    v.add_argument("--config", help="SolverConfig YAML (default: the embedded default engine)")
+    v.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    v.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0 for all interfaces)")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--max-ongoing-requests", type=int, default=32, help="requests solved at once")
+    v.add_argument("--max-queued-requests", type=int, default=64, help="requests waiting; beyond: 503")
     r = sub.add_parser("replay", help="replay per-sample traces under stop policies and scheduling modes")
     r.add_argument("traces", help="per-sample traces: .jsonl[.gz]/.csv/.parquet (a run's samples.jsonl)")
     r.add_argument("--gold", help="problems file with gold answers (default: problems.jsonl beside the traces)")
@@ -75,6 +84,30 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--modulus", type=int, help="grade integer answers modulo this")
     r.add_argument("--out", default="runs/replay", help="folder for replay.json, replay.csv, replay.png")
     return p
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """``raysolve serve``: the Serve app in the foreground until Ctrl-C."""
+    import ray
+    from ray import serve
+
+    from raysolve.serve import build
+
+    ray.init(address=args.address, include_dashboard=False, configure_logging=False)
+    serve.start(http_options={"host": args.host, "port": args.port})
+    app = build({"config": args.config, "max_ongoing_requests": args.max_ongoing_requests,
+                 "max_queued_requests": args.max_queued_requests})
+    serve.run(app, name="raysolve", route_prefix="/")
+    print(f"raysolve serving on http://{args.host}:{args.port} (docs: /docs, schema: /openapi.json); Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0
 
 
 def replay_command(args: argparse.Namespace) -> int:

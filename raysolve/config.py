@@ -120,6 +120,9 @@ class SolverConfig(_Strict):
     scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     num_sandbox_actors: int = Field(1, ge=1)
+    sandbox_resources: dict[str, float] = Field(default_factory=dict)
+    """Ray resources each sandbox actor requires, e.g. ``{"sandbox": 1}`` to keep them on the
+    CPU nodes of ``cluster.yaml`` that advertise that custom resource (away from the engines)."""
     modulus: int | None = Field(None, ge=2)
     """Integer answers are taken modulo this (AIMO-2: 1000, AIMO-3: 100000)."""
     seed: int = 0

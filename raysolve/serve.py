@@ -192,7 +192,7 @@ class SolverApp:
 def build(args: dict[str, Any]) -> serve.Application:
     """Application builder for ``serve run`` config files: ``args`` may hold ``config``
     (a path to a ``SolverConfig`` YAML) and ``max_ongoing_requests`` / ``max_queued_requests``."""
-    config = SolverConfig.load(args["config"]).model_dump() if args.get("config") else dict(args.get("solver", {}))
+    config = SolverConfig.load(args["config"]).model_dump() if args.get("config") else dict(args.get("solver") or {})
     limits = {k: int(args[k]) for k in ("max_ongoing_requests", "max_queued_requests") if k in args}
     return SolverApp.options(**limits).bind(config)
 

@@ -46,7 +46,8 @@ class Solver:
             cfg = self.config
             run = uuid.uuid4().hex[:8]
             names = [f"raysolve-sandbox-{run}-{i}" for i in range(cfg.num_sandbox_actors)]
-            self.sandboxes = [sandbox_pool_actor(cfg.sandbox, name=name) for name in names]
+            extra = {"resources": dict(cfg.sandbox_resources)} if cfg.sandbox_resources else {}
+            self.sandboxes = [sandbox_pool_actor(cfg.sandbox, name=name, **extra) for name in names]
             self.placements = place_engine_actors(cfg.engine, name_prefix=f"raysolve-engine-{run}")
             self.engines = [
                 spawn_engine_actor(i, cfg, names[i % len(names)], placement)
