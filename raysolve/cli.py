@@ -13,12 +13,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from raysolve.config import SolverConfig
 from raysolve.engines import BACKENDS
 from raysolve.output import ResultWriter, RunSummary
-from raysolve.problems import Fields, Problem, RowError, load_problems
+from raysolve.problems import Fields, Problem, RowError, count_rows, load_problems
 
 
 MODEL_BACKENDS = sorted(name for name in BACKENDS if name != "scripted")  # scripted: the test engine
@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--answer-field", help="column with the gold answer (default: answer, expected_answer, gold)")
     s.add_argument("--limit", type=int, help="solve at most this many problems")
     s.add_argument("--no-resume", action="store_true", help="start over instead of skipping finished problems")
+    s.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl",
+                   help="result files: JSONL, or Parquet shards (problems/, samples/) with a JSONL journal")
+    s.add_argument("--shard-rows", type=int, default=1000, help="problems per Parquet shard")
+    s.add_argument("--progress", choices=("auto", "bar", "log"), default="auto",
+                   help="a progress bar, or a log line every --log-every s (auto: bar on a terminal)")
+    s.add_argument("--log-every", type=float, default=10.0, help="seconds between progress lines and summary updates")
     g = s.add_argument_group("solver (override the config)")
     g.add_argument("--model", help="model path for the engine (default: the embedded tiny model)")
     g.add_argument("--backend", choices=MODEL_BACKENDS, help="engine backend")
@@ -202,19 +208,23 @@ def solve_command(args: argparse.Namespace) -> int:
         return 2
     out_dir = Path(args.out or Path("runs") / Path(source).stem)
     fields = Fields.of(args.problem_field, args.id_field, args.answer_field)
-    writer = ResultWriter(out_dir, resume=not args.no_resume)
+    writer = ResultWriter(out_dir, resume=not args.no_resume,
+                          shard_rows=args.shard_rows if args.format == "parquet" else None)
     total = RunSummary(resumed_problems=len(writer.previous_rows))
     for row in writer.previous_rows:
         total.add(row)
     this_run = RunSummary()
+    rows_in_input = count_rows(source)
+    use_bar = args.progress == "bar" or (args.progress == "auto" and sys.stderr.isatty())
+    report = ProgressReport(rows_in_input, total.problems, args.limit)
 
     def todo() -> Iterator[Problem]:
         taken = 0
         for item in load_problems(source, fields, split=args.split):
             if isinstance(item, RowError):
-                this_run.skipped_rows += 1
+                this_run.skip(item.reason)
                 writer.write_error(item, source)
-                tqdm.write(f"raysolve: skipped row {item.row}: {item.reason}", file=sys.stderr)
+                print(f"raysolve: skipped row {item.row}: {item.reason}", file=sys.stderr, flush=True)
                 continue
             if item.id in writer.done_ids:
                 continue
@@ -223,41 +233,85 @@ def solve_command(args: argparse.Namespace) -> int:
             taken += 1
             yield item
 
+    def summary_extra(status: str, startup_s: float, coordinator: dict[str, Any] | None = None) -> dict[str, Any]:
+        total.skipped_rows, total.skip_reasons = this_run.skipped_rows, this_run.skip_reasons
+        # Throughput over all runs is unknown once earlier runs' rows are included; "this_run" has it.
+        total.wall_s = 0.0 if total.resumed_problems else this_run.wall_s
+        return {"status": status, "this_run": this_run.to_dict(), "config": json.loads(cfg.model_dump_json()),
+                "input": str(source), "input_rows": rows_in_input, "format": args.format,
+                "coordinator": coordinator, "startup_s": round(startup_s, 2)}
+
     boot = time.perf_counter()
     with Solver(cfg, address=args.address) as solver:
         started = time.perf_counter()  # throughput excludes Ray start-up and model loading
         startup_s = started - boot
-        bar = tqdm(desc="problems", unit="pb", dynamic_ncols=True, file=sys.stderr)
+        print(f"raysolve: started in {startup_s:.1f} s; {total.problems} problems done earlier; "
+              f"input rows: {rows_in_input if rows_in_input is not None else 'unknown'}", flush=True)
+        bar = tqdm(desc="problems", unit="pb", dynamic_ncols=True, file=sys.stderr) if use_bar else None
+        last_log = time.perf_counter()
         for result in solver.solve_iter(todo()):
             writer.write(result)
             row = result.to_row()
             total.add(row)
             this_run.add(row)
             this_run.wall_s = time.perf_counter() - started
-            bar.update(1)
-            acc = f"{this_run.correct}/{this_run.graded}" if this_run.graded else "-"
-            bar.set_postfix(correct=acc, tok_s=f"{this_run.tokens_per_s:.0f}")
+            if bar is not None:
+                bar.update(1)
+                acc = f"{this_run.correct}/{this_run.graded}" if this_run.graded else "-"
+                bar.set_postfix(correct=acc, tok_s=f"{this_run.tokens_per_s:.0f}")
+            if time.perf_counter() - last_log >= args.log_every:
+                last_log = time.perf_counter()
+                if bar is None:
+                    print(report.line(total, this_run), flush=True)
+                writer.write_summary(total, summary_extra("running", startup_s))
         stats = solver.stats()
-    bar.close()
+    if bar is not None:
+        bar.close()
     this_run.wall_s = time.perf_counter() - started
-    total.skipped_rows = this_run.skipped_rows
-    # Throughput over all runs is unknown once earlier runs' rows are included; "this_run" has it.
-    total.wall_s = 0.0 if total.resumed_problems else this_run.wall_s
-    writer.write_summary(total, {
-        "this_run": this_run.to_dict(),
-        "config": json.loads(cfg.model_dump_json()),
-        "input": str(source),
-        "coordinator": stats["coordinator"],
-        "startup_s": round(startup_s, 2),
-    })
+    if bar is None:
+        print(report.line(total, this_run), flush=True)
     writer.close()
+    writer.write_summary(total, summary_extra("finished", startup_s, stats["coordinator"]))
     print("\n".join(this_run.lines()))
     print(f"start-up      {startup_s:.1f} s (Ray, sandbox and engine actors, model loading)")
     if total.resumed_problems:
         print(f"all runs      {total.problems} problems, accuracy "
               f"{'n/a' if total.accuracy is None else f'{total.accuracy:.1%}'}")
-    print(f"results in    {out_dir}/ (problems.jsonl, samples.jsonl, errors.jsonl, summary.json)")
+    files = "problems/, samples/ (Parquet)" if args.format == "parquet" else "problems.jsonl, samples.jsonl"
+    print(f"results in    {out_dir}/ ({files}, errors.jsonl, summary.json)")
     return 0
+
+
+class ProgressReport:
+    """One log line for job logs: problems done, accuracy so far, tokens/s, ETA."""
+
+    def __init__(self, rows_in_input: int | None, done_before: int, limit: int | None) -> None:
+        self.rows = rows_in_input
+        self.done_before = done_before
+        self.limit = limit
+
+    def line(self, total: RunSummary, this_run: RunSummary) -> str:
+        goal = self.rows - this_run.skipped_rows if self.rows is not None else None
+        if self.limit is not None:
+            goal = min(goal, self.done_before + self.limit) if goal is not None else self.done_before + self.limit
+        done = total.problems
+        rate = this_run.problems / this_run.wall_s if this_run.wall_s else 0.0
+        parts = [f"progress: {done}/{goal if goal is not None else '?'} problems"]
+        if goal:
+            parts[0] += f" ({done / goal:.1%})"
+        acc = f"{total.accuracy:.1%} ({total.correct}/{total.graded})" if total.graded else "n/a"
+        parts += [f"accuracy {acc}", f"{this_run.tokens_per_s:.0f} tokens/s", f"{rate:.2f} problems/s"]
+        if goal is not None and rate > 0:
+            parts.append(f"ETA {_duration(max(goal - done, 0) / rate)}")
+        if this_run.skipped_rows:
+            parts.append(f"{this_run.skipped_rows} rows skipped")
+        return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 if __name__ == "__main__":

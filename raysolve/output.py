@@ -4,16 +4,23 @@ Layout of an output directory:
 - ``problems.jsonl`` — one row per finished problem (``ProblemResult.to_row``);
 - ``samples.jsonl`` — one row per sample (``SampleRecord.to_row``): the replay traces;
 - ``errors.jsonl`` — one row per input row that was skipped, with its row number;
-- ``summary.json`` — written at the end.
+- ``summary.json`` — rewritten as results arrive and at the end.
 
 A problem's sample rows are written before its problem row, and both are flushed,
 so after a crash the problem rows name exactly the problems that are done;
 reopening the directory drops sample rows of unfinished problems and a torn last line.
+
+With ``shard_rows`` set (the dataset job), the two JSONL files are only a journal:
+every ``shard_rows`` problems they are moved into ``problems/part-NNNNN.parquet`` and
+``samples/part-NNNNN.parquet`` (written to a temp name, then renamed) and emptied. A
+crash between the rename and the emptying leaves rows in both places; reopening drops
+journal rows whose problems are already in a shard, so nothing is lost or duplicated.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +49,13 @@ class RunSummary:
     wall_s: float = 0.0
     settle_reasons: dict[str, int] = field(default_factory=dict)
     resumed_problems: int = 0
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    """Skipped input rows by kind of problem (numbers in the reason replaced by N)."""
+
+    def skip(self, reason: str) -> None:
+        self.skipped_rows += 1
+        kind = re.sub(r"\d+", "N", reason)
+        self.skip_reasons[kind] = self.skip_reasons.get(kind, 0) + 1
 
     def add(self, row: dict[str, Any]) -> None:
         """Count one problem row (``ProblemResult.to_row()`` or a row read back from disk)."""
@@ -92,16 +106,22 @@ class RunSummary:
 class ResultWriter:
     """Appends results to an output directory; reopening it resumes the run."""
 
-    def __init__(self, out_dir: str | Path, resume: bool = True) -> None:
+    def __init__(self, out_dir: str | Path, resume: bool = True, shard_rows: int | None = None) -> None:
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.problems_path = self.dir / "problems.jsonl"
         self.samples_path = self.dir / "samples.jsonl"
         self.errors_path = self.dir / "errors.jsonl"
+        self.shard_rows = shard_rows
+        self.shards = ParquetShards(self.dir) if shard_rows else None
         if not resume:
             for p in (self.problems_path, self.samples_path, self.errors_path):
                 p.unlink(missing_ok=True)
+            if self.shards is not None:
+                self.shards.clear()
         self.done_ids = self._recover()
+        self._errors_seen = {(str(r.get("source")), r.get("row")) for r in _valid_rows(self.errors_path)}
+        self._journal_rows = len(_valid_rows(self.problems_path)) if self.shards is not None else 0
         self._problems: TextIO = self.problems_path.open("a", encoding="utf-8")
         self._samples: TextIO = self.samples_path.open("a", encoding="utf-8")
         self._errors: TextIO = self.errors_path.open("a", encoding="utf-8")
@@ -114,8 +134,28 @@ class ResultWriter:
         self._problems.write(json.dumps(result.to_row()) + "\n")
         self._problems.flush()
         self.done_ids.add(result.problem_id)
+        self._journal_rows += 1
+        if self.shard_rows and self._journal_rows >= self.shard_rows:
+            self.flush_shard()
+
+    def flush_shard(self) -> None:
+        """Move the journal's rows into the next Parquet shard pair (no-op without shards)."""
+        if self.shards is None or self._journal_rows == 0:
+            return
+        for f in (self._problems, self._samples):
+            f.close()
+        self.shards.write(_valid_rows(self.problems_path), _valid_rows(self.samples_path))
+        for path in (self.problems_path, self.samples_path):
+            path.write_text("")
+        self._problems = self.problems_path.open("a", encoding="utf-8")
+        self._samples = self.samples_path.open("a", encoding="utf-8")
+        self._journal_rows = 0
 
     def write_error(self, error: RowError, source: str) -> None:
+        """Record a skipped row once (a resumed run meets the same bad rows again)."""
+        if (str(source), error.row) in self._errors_seen:
+            return
+        self._errors_seen.add((str(source), error.row))
         self._errors.write(json.dumps({"source": source, "row": error.row, "reason": error.reason}) + "\n")
         self._errors.flush()
 
@@ -125,8 +165,12 @@ class ResultWriter:
         return path
 
     def close(self) -> None:
+        self.flush_shard()
         for f in (self._problems, self._samples, self._errors):
             f.close()
+        if self.shards is not None:  # the journal is empty now
+            for path in (self.problems_path, self.samples_path):
+                path.unlink(missing_ok=True)
 
     def __enter__(self) -> "ResultWriter":
         return self
@@ -135,13 +179,84 @@ class ResultWriter:
         self.close()
 
     def _recover(self) -> set[str]:
-        """Ids of problems already done; drops torn lines and orphaned sample rows."""
-        kept = _valid_rows(self.problems_path)
-        self.previous_rows = kept
-        done = {str(row["problem_id"]) for row in kept}
+        """Ids of problems already done; drops torn lines, orphaned sample rows and
+        journal rows that a shard already holds."""
+        sharded = self.shards.problem_rows() if self.shards is not None else []
+        in_shards = {str(row["problem_id"]) for row in sharded}
+        kept = [r for r in _valid_rows(self.problems_path) if str(r["problem_id"]) not in in_shards]
+        self.previous_rows = sharded + kept
+        journal = {str(row["problem_id"]) for row in kept}
         _rewrite(self.problems_path, kept)
-        _rewrite(self.samples_path, [r for r in _valid_rows(self.samples_path) if str(r.get("problem_id")) in done])
-        return done
+        _rewrite(self.samples_path, [r for r in _valid_rows(self.samples_path) if str(r.get("problem_id")) in journal])
+        return in_shards | journal
+
+
+class ParquetShards:
+    """``problems/part-NNNNN.parquet`` and ``samples/part-NNNNN.parquet`` under a run dir,
+    with fixed schemas so every shard reads back as one table
+    (``pyarrow.parquet.read_table(run_dir / "problems")``). Votes are stored as a list
+    of ``{answer, count}``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.problems_dir = run_dir / "problems"
+        self.samples_dir = run_dir / "samples"
+
+    def clear(self) -> None:
+        for folder in (self.problems_dir, self.samples_dir):
+            for path in folder.glob("part-*.parquet"):
+                path.unlink()
+
+    def problem_rows(self) -> list[dict[str, Any]]:
+        import pyarrow.parquet as pq
+
+        rows: list[dict[str, Any]] = []
+        for path in sorted(self.problems_dir.glob("part-*.parquet")):
+            for row in pq.read_table(path).to_pylist():
+                row["votes"] = {v["answer"]: v["count"] for v in row["votes"] or []}
+                rows.append(row)
+        return rows
+
+    def write(self, problems: list[dict[str, Any]], samples: list[dict[str, Any]]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for folder in (self.problems_dir, self.samples_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        number = len(list(self.problems_dir.glob("part-*.parquet")))
+        name = f"part-{number:05d}.parquet"
+        problems = [{**r, "votes": [{"answer": a, "count": c} for a, c in r["votes"].items()]} for r in problems]
+        # Samples first: a shard's problem file is what marks its problems as done.
+        for folder, rows, schema in ((self.samples_dir, samples, _sample_schema()), (self.problems_dir, problems, _problem_schema())):
+            table = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
+            tmp = folder / f".{name}.tmp"
+            pq.write_table(table, tmp)
+            tmp.replace(folder / name)
+
+
+def _problem_schema() -> Any:
+    import pyarrow as pa
+
+    i, f, t = pa.int64(), pa.float64(), pa.string()
+    return pa.schema([
+        ("problem_id", t), ("answer", t), ("settle_reason", t),
+        ("votes", pa.list_(pa.struct([("answer", t), ("count", i)]))),
+        ("gold", t), ("correct", pa.bool_()), ("samples_budget", i), ("samples_started", i),
+        ("samples_finished", i), ("samples_cancelled", i), ("samples_failed", i),
+        ("generated_tokens", i), ("tool_output_tokens", i), ("code_calls", i),
+        ("settle_s", f), ("wall_s", f), ("policy", t), ("mode", t), ("total_tokens", i),
+    ])
+
+
+def _sample_schema() -> Any:
+    import pyarrow as pa
+
+    i, f, t = pa.int64(), pa.float64(), pa.string()
+    return pa.schema([
+        ("problem_id", t), ("sample_idx", i), ("seed", i), ("answer", t), ("finish_reason", t),
+        ("cancelled", pa.bool_()), ("generated_tokens", i), ("tool_output_tokens", i),
+        ("code_calls", i), ("code_errors", i), ("wall_s", f), ("start_s", f), ("end_s", f),
+        ("finish_order", i), ("engine", i), ("attempt", i), ("error", t), ("text", t),
+    ])
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:

@@ -96,6 +96,24 @@ def iter_rows(source: str | Path, split: str = "train") -> Iterator[tuple[int, A
         yield from _datasets_rows(str(source), split)
 
 
+def count_rows(source: str | Path) -> int | None:
+    """Rows in a file source, for progress and ETA (a streaming pass; Parquet reads only
+    its footer); None for ``datasets`` sources and unknown files."""
+    path = Path(source)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        return None
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if suffix in (".jsonl", ".ndjson", ".csv") or (suffix == ".json" and _is_json_lines(path)):
+        with path.open("rb") as f:
+            lines = sum(1 for line in f if line.strip())
+        return lines - 1 if suffix == ".csv" else lines
+    return None
+
+
 def load_problems(
     source: str | Path, fields: Fields = Fields(), split: str = "train"
 ) -> Iterator[Problem | RowError]:

@@ -1,0 +1,159 @@
+"""`ray job submit` of jobs/solve_dataset.py against a real Ray head (`ray start --head`
+on loopback), with the tiny default engine: outputs and errors file, then a job stopped
+midway and resubmitted, which must finish without duplicating or losing problems."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.timeout(600)
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+EXCLUDES = json.dumps({"excludes": [".gpu*", ".sbxsite", ".venv", "runs", "build", ".pytest_cache", "results"]})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    """A real single-node Ray cluster on loopback, stopped (with everything it started) afterwards."""
+    port, dashboard = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))  # the head and the CLI share it
+    log = open(tmp_path_factory.mktemp("ray") / "head.log", "w")
+    # Its own temp dir: the address file there, so other tests' ray.init() never joins this cluster.
+    temp_dir = tempfile.mkdtemp(prefix="rs-head-", dir="/tmp")
+    proc = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--temp-dir={temp_dir}",
+         "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=4", "--num-gpus=0",
+         "--include-dashboard=true", "--disable-usage-stats"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{address}/api/version", timeout=2).status_code < 500:  # 401 without a token: up
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, open(log.name).read()[-2000:]
+        time.sleep(1)
+    else:
+        pytest.fail("the Ray head did not come up")
+    yield address, env
+    proc.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
+    try:
+        proc.wait(30)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _ray(head, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    address, env = head
+    proc = subprocess.run([str(BIN / "ray"), "job", *args[:1], "--address", address, *args[1:]],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _submit(head, *job_args: str, wait: bool = True, submission_id: str | None = None) -> subprocess.CompletedProcess:
+    flags = ["--working-dir", ".", "--runtime-env-json", EXCLUDES]
+    if not wait:
+        flags.append("--no-wait")
+    if submission_id:
+        flags += ["--submission-id", submission_id]
+    return _ray(head, "submit", *flags, "--", sys.executable, "jobs/solve_dataset.py", *job_args)
+
+
+def _dataset(path: Path, count: int, bad: bool) -> int:
+    rows = [json.loads(line) for line in (ROOT / "examples/problems.jsonl").read_text().splitlines()][:count]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append(json.dumps(row))
+        if bad and i == 1:
+            lines += ['{"id": "empty", "problem": "  "}', '{"id": 7, "problem": ["not", "text"]}', "{broken json"]
+    path.write_text("\n".join(lines) + "\n")
+    return len(rows)
+
+
+def _problem_ids(out: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    ids = [r["problem_id"] for r in pq.read_table(out / "problems").to_pylist()] if (out / "problems").exists() else []
+    journal = out / "problems.jsonl"
+    if journal.exists():
+        for line in journal.read_text().splitlines():
+            try:
+                ids.append(json.loads(line)["problem_id"])
+            except (ValueError, KeyError):
+                pass
+    return ids
+
+
+def test_dataset_job_outputs_errors_and_summary(head, tmp_path) -> None:
+    data, out = tmp_path / "problems.jsonl", tmp_path / "out"
+    valid = _dataset(data, 5, bad=True)
+    job = _submit(head, str(data), "--out", str(out), "--samples", "4", "--shard-rows", "2", "--log-every", "1")
+    assert "progress: 5/5 problems (100.0%)" in job.stdout and "ETA" in job.stdout
+    assert sorted(_problem_ids(out)) == sorted(json.loads(line)["id"] for line in data.read_text().splitlines()
+                                                if line.startswith('{"id": "') and '"problem": "  "' not in line)[:valid]
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(e["row"], e["reason"].split(" (")[0]) for e in errors] == [
+        (3, "empty problem text"), (4, "problem text must be a string, got list"),
+        (5, "invalid JSON: Expecting property name enclosed in double quotes at column 2"),
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["problems"] == valid and summary["skipped_rows"] == 3
+    assert len(list((out / "problems").glob("part-*.parquet"))) == 3  # 2 + 2 + 1
+
+
+def test_stopped_job_resumes_without_duplicates_or_losses(head, tmp_path) -> None:
+    data, out = tmp_path / "problems.jsonl", tmp_path / "out"
+    count = _dataset(data, 20, bad=False)
+    args = [str(data), "--out", str(out), "--samples", "8", "--policy", "full", "--pool", "2", "--shard-rows", "3"]
+    _submit(head, *args, wait=False, submission_id=f"raysolve-stop-{os.getpid()}")
+    deadline = time.monotonic() + 240
+    while len(_problem_ids(out)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(_problem_ids(out)) >= 5, "the first job made no progress"
+    _ray(head, "stop", f"raysolve-stop-{os.getpid()}", timeout=120)  # waits until it stopped
+    done_before = _problem_ids(out)
+    assert len(done_before) < count and len(set(done_before)) == len(done_before)
+
+    job = _submit(head, *args)
+    assert f"{len(done_before)} problems done earlier" in job.stdout
+    ids = _problem_ids(out)
+    assert sorted(ids) == sorted(json.loads(line)["id"] for line in data.read_text().splitlines())  # each exactly once
+    import pyarrow.parquet as pq
+
+    samples = pq.read_table(out / "samples").to_pylist()
+    keys = [(s["problem_id"], s["sample_idx"]) for s in samples]
+    assert len(keys) == len(set(keys)) and {p for p, _ in keys} == set(ids)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["problems"] == count and summary["resumed_problems"] == len(done_before)
