@@ -170,3 +170,4 @@ def test_wave_mode_starts_a_second_wave_only_when_the_first_is_open_and_back(sol
     first = [s for s in r_split.samples if s.sample_idx < 4]
     later = [s for s in r_split.samples if s.sample_idx >= 4]
     assert later and min(s.start_s for s in later) >= max(s.end_s for s in first) - 1e-3
+

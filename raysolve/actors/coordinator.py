@@ -117,6 +117,9 @@ class Coordinator:
         self.depths = depths
         self.load = [0] * len(engines)
         self.queue: deque[_Problem] = deque()
+        self.urgent: deque[_Problem] = deque()
+        """Latency-bound problems (``solve``/``solve_stream``): started before the batch
+        queue, first come first served among themselves."""
         self.active: dict[int, _Problem] = {}
         self._keys = itertools.count(1)
         self.done: deque[ProblemResult] = deque()
@@ -146,7 +149,7 @@ class Coordinator:
         """Solve one problem and wait for it (Serve requests, the AIMO runner)."""
         state = self._new_problem(problem, options)
         state.future = asyncio.get_running_loop().create_future()
-        self.queue.appendleft(state)  # latency-bound callers go first
+        self.urgent.append(state)  # latency-bound callers go first
         self._fill()
         try:
             return await asyncio.shield(state.future)
@@ -162,7 +165,7 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         state.future = loop.create_future()
         state.events = asyncio.Queue()
-        self.queue.appendleft(state)
+        self.urgent.append(state)
         self._fill()
         try:
             while True:
@@ -200,11 +203,12 @@ class Coordinator:
     def _cancel(self, match: Callable[[_Problem], bool], reason: str) -> int:
         now = time.monotonic()
         hits = 0
-        for state in [s for s in self.queue if match(s)]:
-            self.queue.remove(state)
-            state.settled = Settled(None, reason)
-            self._finalize(state, now)
-            hits += 1
+        for queue in (self.urgent, self.queue):
+            for state in [s for s in queue if match(s)]:
+                queue.remove(state)
+                state.settled = Settled(None, reason)
+                self._finalize(state, now)
+                hits += 1
         for state in [s for s in self.active.values() if match(s)]:
             if state.settled is None:
                 self._settle(state, Settled(_leader(state.counts), reason), now)
@@ -215,7 +219,7 @@ class Coordinator:
     async def stats(self) -> dict[str, Any]:
         return {
             **self.counters,
-            "queued": len(self.queue),
+            "queued": len(self.queue) + len(self.urgent),
             "active": len(self.active),
             "in_flight": sum(self.load),
             "engine_load": list(self.load),
@@ -285,8 +289,8 @@ class Coordinator:
             if state.can_start():
                 return state
         cap = self.config.scheduling.max_active_problems
-        while self.queue and (cap is None or len(self.active) < cap):
-            state = self.queue.popleft()
+        while (self.urgent or self.queue) and (cap is None or len(self.active) < cap):
+            state = (self.urgent or self.queue).popleft()
             self.active[state.key] = state
             if state.can_start():
                 return state
@@ -460,7 +464,7 @@ class Coordinator:
 
     async def _tick(self) -> None:
         """Re-ask the stop policy while samples run, so time-based rules fire on time."""
-        while self.active or self.queue:
+        while self.active or self.queue or self.urgent:
             await asyncio.sleep(_TICK_S)
             now = time.monotonic()
             self._cancel(lambda s: s.deadline is not None and now >= s.deadline and s.settled is None, "time_limit")
