@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def serve_command(args: argparse.Namespace) -> int:
     """``raysolve serve``: the Serve app in the foreground until Ctrl-C."""
+    import signal
+
     import ray
     from ray import serve
 
@@ -111,6 +113,7 @@ def serve_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
         serve.shutdown()
         ray.shutdown()
     return 0

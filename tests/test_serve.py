@@ -110,6 +110,17 @@ def test_disconnect_and_time_limit_stop_the_samples(base_url: str) -> None:
         time.sleep(0.2)
     assert health["samples_in_flight"] == 0 and health["active_problems"] == 0, health
 
+    with httpx.stream("POST", f"{base_url}/v1/solve/stream", json=body, timeout=60) as response:
+        first = json.loads(next(response.iter_lines()))  # one event, then the client goes away
+    assert first["event"] == "sample"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        health = httpx.get(f"{base_url}/healthz", timeout=30).json()
+        if health["samples_in_flight"] == 0 and health["active_problems"] == 0:
+            break
+        time.sleep(0.2)
+    assert health["samples_in_flight"] == 0 and health["active_problems"] == 0, health
+
     started = time.monotonic()
     response = httpx.post(f"{base_url}/v1/solve", json={**body, "time_limit_s": 1.5}, timeout=60)
     assert response.status_code == 200
