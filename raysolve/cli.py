@@ -213,9 +213,7 @@ def solve_command(args: argparse.Namespace) -> int:
     fields = Fields.of(args.problem_field, args.id_field, args.answer_field)
     writer = ResultWriter(out_dir, resume=not args.no_resume,
                           shard_rows=args.shard_rows if args.format == "parquet" else None)
-    total = RunSummary(resumed_problems=len(writer.previous_rows))
-    for row in writer.previous_rows:
-        total.add(row)
+    total = writer.previous  # earlier runs' totals; this run's results are added below
     this_run = RunSummary()
     rows_in_input = count_rows(source)
     use_bar = args.progress == "bar" or (args.progress == "auto" and sys.stderr.isatty())

@@ -24,7 +24,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 from raysolve.problems import RowError
 from raysolve.records import ProblemResult
@@ -181,10 +181,16 @@ class ResultWriter:
     def _recover(self) -> set[str]:
         """Ids of problems already done; drops torn lines, orphaned sample rows and
         journal rows that a shard already holds."""
-        sharded = self.shards.problem_rows() if self.shards is not None else []
-        in_shards = {str(row["problem_id"]) for row in sharded}
+        self.previous = RunSummary()
+        """Totals of the problems done by earlier runs (rows are counted, not kept)."""
+        in_shards: set[str] = set()
+        for row in self.shards.problem_rows() if self.shards is not None else ():
+            in_shards.add(str(row["problem_id"]))
+            self.previous.add(row)
         kept = [r for r in _valid_rows(self.problems_path) if str(r["problem_id"]) not in in_shards]
-        self.previous_rows = sharded + kept
+        for row in kept:
+            self.previous.add(row)
+        self.previous.resumed_problems = self.previous.problems
         journal = {str(row["problem_id"]) for row in kept}
         _rewrite(self.problems_path, kept)
         _rewrite(self.samples_path, [r for r in _valid_rows(self.samples_path) if str(r.get("problem_id")) in journal])
@@ -206,15 +212,14 @@ class ParquetShards:
             for path in folder.glob("part-*.parquet"):
                 path.unlink()
 
-    def problem_rows(self) -> list[dict[str, Any]]:
+    def problem_rows(self) -> Iterator[dict[str, Any]]:
+        """Every problem row of every shard, one shard in memory at a time."""
         import pyarrow.parquet as pq
 
-        rows: list[dict[str, Any]] = []
         for path in sorted(self.problems_dir.glob("part-*.parquet")):
             for row in pq.read_table(path).to_pylist():
                 row["votes"] = {v["answer"]: v["count"] for v in row["votes"] or []}
-                rows.append(row)
-        return rows
+                yield row
 
     def write(self, problems: list[dict[str, Any]], samples: list[dict[str, Any]]) -> None:
         import pyarrow as pa

@@ -58,7 +58,7 @@ def test_parquet_shards_roll_and_resume_without_loss_or_duplicates(tmp_path):
     with (tmp_path / "problems.jsonl").open("a") as f:
         f.write(json.dumps(_result("a").to_row()) + "\n")
     w2 = ResultWriter(tmp_path, shard_rows=2)
-    assert w2.done_ids == {"a", "b", "c"} and len(w2.previous_rows) == 3
+    assert w2.done_ids == {"a", "b", "c"} and w2.previous.problems == w2.previous.resumed_problems == 3
     w2.write(_result("d"))
     w2.close()
     problems = pq.read_table(tmp_path / "problems").to_pylist()
