@@ -45,7 +45,11 @@ def head(tmp_path_factory):
         [str(BIN / "ray"), "start", "--head", "--block", f"--temp-dir={temp_dir}",
          "--node-ip-address=127.0.0.1", f"--port={port}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=4", "--num-gpus=0",
-         "--include-dashboard=true", "--disable-usage-stats"],
+         "--include-dashboard=true", "--disable-usage-stats",
+         # Ports of its own: the suite's local Ray instance holds the default agent ports.
+         *(f"--{flag}={_free_port()}" for flag in (
+             "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+             "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port"))],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
     address = f"http://127.0.0.1:{dashboard}"
@@ -88,7 +92,14 @@ def _submit(head, *job_args: str, wait: bool = True, submission_id: str | None =
         flags.append("--no-wait")
     if submission_id:
         flags += ["--submission-id", submission_id]
-    return _ray(head, "submit", *flags, "--", sys.executable, "jobs/solve_dataset.py", *job_args)
+    deadline = time.monotonic() + 120
+    while True:  # the dashboard answers before the node's job agent has registered
+        proc = _ray(head, "submit", *flags, "--", sys.executable, "jobs/solve_dataset.py", *job_args, check=False)
+        if proc.returncode == 0 or "No available agent" not in proc.stdout + proc.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
 
 
 def _dataset(path: Path, count: int, bad: bool) -> int:

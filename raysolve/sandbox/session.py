@@ -261,9 +261,13 @@ class LocalSandbox:
             session.seeded = True
         return request
 
-    async def _replay(self, session: _Session) -> str | None:
+    async def _replay(self, session: _Session, retry: bool = True) -> str | None:
         """Re-run the session's recorded cells in its fresh worker. Returns a note
-        for the model if some state could not be rebuilt."""
+        for the model if some state could not be rebuilt.
+
+        A worker that dies during replay may have been killed from outside (the OOM
+        killer, an operator): the whole replay is tried once more in a new worker
+        before the failing cell and those after it are given up."""
         deadline = time.monotonic() + self.config.replay_budget_s
         cells = list(session.cells)
         for index, cell in enumerate(cells):
@@ -280,13 +284,17 @@ class LocalSandbox:
                     problem = "it timed out when re-run"
                 except WorkerDied as exc:
                     problem = f"the sandbox process died when re-running it ({exc.reason})"
+                    if retry:
+                        session.worker = await self._take_worker()
+                        session.seeded = False
+                        return await self._replay(session, retry=False)
             if problem is not None:
                 session.cells = cells[:index]
                 if session.worker is None or not session.worker.alive:
                     # Start over with what did replay; give up on state if even that fails.
                     session.worker = await self._take_worker()
                     session.seeded = False
-                    if session.cells and await self._replay(session) is not None:
+                    if session.cells and await self._replay(session, retry=False) is not None:
                         session.cells = []
                 lost = len(cells) - len(session.cells)
                 return (
