@@ -94,7 +94,8 @@ def test_overload_is_503_not_an_unbounded_queue(base_url: str) -> None:
         return [r.status_code for r in responses]
 
     codes = asyncio.run(burst())
-    assert codes.count(503) >= 1 and codes.count(200) >= 3, codes  # 3 running + 2 queued fit
+    # Up to 3 run and 2 wait (Serve's admission is per router, so fewer may be let in); the rest get 503 at once.
+    assert codes.count(503) >= 1 and codes.count(200) >= 1, codes
     assert set(codes) <= {200, 503}
 
 
