@@ -99,28 +99,27 @@ def test_overload_is_503_not_an_unbounded_queue(base_url: str) -> None:
     assert set(codes) <= {200, 503}
 
 
+def _assert_goes_idle(base_url: str) -> None:
+    """Within seconds no sample runs and no problem is active: the cancelled request's samples stopped."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        health = httpx.get(f"{base_url}/healthz", timeout=30).json()
+        if health["samples_in_flight"] == 0 and health["active_problems"] == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"samples still running after the client left: {health}")
+
+
 def test_disconnect_and_time_limit_stop_the_samples(base_url: str) -> None:
     body = {"problem": GCD, "samples": 64, "stop_policy": "full", "max_tokens": 2000}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{base_url}/v1/solve", json=body, timeout=2.0)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        health = httpx.get(f"{base_url}/healthz", timeout=30).json()
-        if health["samples_in_flight"] == 0 and health["active_problems"] == 0:
-            break
-        time.sleep(0.2)
-    assert health["samples_in_flight"] == 0 and health["active_problems"] == 0, health
+    _assert_goes_idle(base_url)
 
     with httpx.stream("POST", f"{base_url}/v1/solve/stream", json=body, timeout=60) as response:
         first = json.loads(next(response.iter_lines()))  # one event, then the client goes away
     assert first["event"] == "sample"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        health = httpx.get(f"{base_url}/healthz", timeout=30).json()
-        if health["samples_in_flight"] == 0 and health["active_problems"] == 0:
-            break
-        time.sleep(0.2)
-    assert health["samples_in_flight"] == 0 and health["active_problems"] == 0, health
+    _assert_goes_idle(base_url)
 
     started = time.monotonic()
     response = httpx.post(f"{base_url}/v1/solve", json={**body, "time_limit_s": 1.5}, timeout=60)
