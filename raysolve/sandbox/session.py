@@ -199,8 +199,7 @@ class LocalSandbox:
         notes: list[str] = []
         try:
             if session.worker is None or not session.worker.alive:
-                session.worker = await self._take_worker()
-                session.seeded = False
+                await self._new_worker(session)
                 if session.cells:
                     note = await self._replay(session)
                     if note:
@@ -285,15 +284,13 @@ class LocalSandbox:
                 except WorkerDied as exc:
                     problem = f"the sandbox process died when re-running it ({exc.reason})"
                     if retry:
-                        session.worker = await self._take_worker()
-                        session.seeded = False
+                        await self._new_worker(session)
                         return await self._replay(session, retry=False)
             if problem is not None:
                 session.cells = cells[:index]
                 if session.worker is None or not session.worker.alive:
                     # Start over with what did replay; give up on state if even that fails.
-                    session.worker = await self._take_worker()
-                    session.seeded = False
+                    await self._new_worker(session)
                     if session.cells and await self._replay(session, retry=False) is not None:
                         session.cells = []
                 lost = len(cells) - len(session.cells)
@@ -302,6 +299,11 @@ class LocalSandbox:
                     f"restored ({problem}); variables defined there are gone."
                 )
         return None
+
+    async def _new_worker(self, session: _Session) -> None:
+        """Give the session a fresh worker; its first request will carry the session's seed."""
+        session.worker = await self._take_worker()
+        session.seeded = False
 
     def _drop_worker(self, session: _Session) -> None:
         if session.worker is not None:
