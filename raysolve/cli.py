@@ -1,10 +1,12 @@
 """The ``raysolve`` command.
 
-``raysolve replay TRACES`` replays per-sample traces under stop policies and
-scheduling modes (see ``raysolve.replay``). ``raysolve solve INPUT`` loads problems (JSONL, Parquet, CSV, JSON or a `datasets`
+``raysolve solve INPUT`` loads problems (JSONL, Parquet, CSV, JSON or a `datasets`
 path/name), solves them on a local Ray instance (or ``--address``), streams results
-to ``--out`` and prints a summary. Rerunning with the same ``--out`` resumes.
-"""
+to ``--out`` and prints a summary; rerunning with the same ``--out`` resumes.
+``raysolve aimo INPUT`` is competition mode: one problem at a time within a wall-clock
+budget (``raysolve.aimo``). ``raysolve serve`` runs the HTTP endpoint
+(``raysolve.serve``). ``raysolve replay TRACES`` replays per-sample traces under stop
+policies and scheduling modes (``raysolve.replay``)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from raysolve.budget import POLICIES
 from raysolve.config import SolverConfig
 from raysolve.engines import BACKENDS
 from raysolve.output import ResultWriter, RunSummary
@@ -33,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return replay_command(args)
     if args.command == "serve":
         return serve_command(args)
+    if args.command == "aimo":
+        return aimo_command(args)
     parser.print_help()
     return 2
 
@@ -57,21 +62,41 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", choices=("auto", "bar", "log"), default="auto",
                    help="a progress bar, or a log line every --log-every s (auto: bar on a terminal)")
     s.add_argument("--log-every", type=float, default=10.0, help="seconds between progress lines and summary updates")
-    g = s.add_argument_group("solver (override the config)")
-    g.add_argument("--model", help="model path for the engine (default: the embedded tiny model)")
-    g.add_argument("--backend", choices=MODEL_BACKENDS, help="engine backend")
-    g.add_argument("--engines", type=_actor_count, help="number of engine actors, or 'auto' (one per --gpus-per-engine GPUs)")
-    g.add_argument("--gpus-per-engine", type=float, help="GPUs each engine actor holds (the tensor-parallel size; 0: CPU)")
+    g = _engine_flags(s)
     g.add_argument("--samples", type=int, help="samples per problem (vote budget)")
     g.add_argument("--mode", choices=["pool", "wave", "launch-all"], help="scheduling mode")
     g.add_argument("--pool", type=int, help="in-flight samples per problem in pool mode (the wave size in wave mode)")
     g.add_argument("--policy", help="stop policy, e.g. 'default', 'full', 'unbeatable|beta:0.95:min=3'")
-    g.add_argument("--max-tokens", type=int, help="token budget per sample (incl. tool output)")
-    g.add_argument("--max-code-calls", type=int, help="code calls per sample")
-    g.add_argument("--temperature", type=float)
     g.add_argument("--modulus", type=int, help="take integer answers modulo this (AIMO: 1000)")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--keep-text", action="store_true", help="store generated texts in samples.jsonl")
+    a = sub.add_parser("aimo", help="competition mode: answer problems one at a time within a time budget")
+    a.add_argument("input", help="problems: .csv/.jsonl/.parquet/.json (columns id, problem, optional answer)")
+    a.add_argument("--out", help="output directory (default: runs/aimo-<input name>); rerunning resumes")
+    a.add_argument("--config", help="SolverConfig YAML; flags below override it")
+    a.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    a.add_argument("--problem-field", help="column with the problem text (default: problem, question)")
+    a.add_argument("--id-field", help="column with the problem id (default: id, problem_id; else the row number)")
+    a.add_argument("--answer-field", help="column with the gold answer, for scoring (default: answer)")
+    a.add_argument("--limit", type=int, help="answer at most this many problems (the first ones)")
+    a.add_argument("--no-resume", action="store_true", help="start over instead of keeping answered problems")
+    b = a.add_argument_group("time budget (see raysolve.budget)")
+    b.add_argument("--time-budget", type=float, help="seconds for the whole run (AIMO-2: 18000 for 50 problems)")
+    b.add_argument("--per-problem", type=float, default=3.0,
+                   help="without --time-budget: the budget is this many seconds times the problem count")
+    b.add_argument("--budget-policy", choices=POLICIES, default="adaptive",
+                   help="adaptive: unused time carried forward, samples sized to the deadline; fixed: even shares")
+    b.add_argument("--samples", type=int, default=16, help="samples launched per problem (adaptive: the most)")
+    b.add_argument("--min-samples", type=int, default=4, help="adaptive: the fewest samples launched")
+    b.add_argument("--policy", default="unbeatable|latency", help="early-stop rule (a stop policy spec)")
+    b.add_argument("--stragglers", type=int, default=0,
+                   help="cancel the last K running samples once the others have finished (0: off)")
+    b.add_argument("--cap", type=float, default=1.6, help="adaptive: most time per problem, in even shares")
+    b.add_argument("--reserve", type=float,
+                   help="seconds held back from the whole run for writing the results (default: 1%% of it)")
+    b.add_argument("--startup-free", action="store_true",
+                   help="start the clock after the engines are up (the competition counts start-up)")
+    b.add_argument("--modulus", type=int, default=1000, help="answers are integers modulo this (AIMO-3: 100000)")
+    b.add_argument("--fallback-answer", type=int, default=0, help="answer when no sample voted in time")
+    _engine_flags(a)
     v = sub.add_parser("serve", help="serve POST /v1/solve over HTTP (Ray Serve; Ctrl-C stops)")
     v.add_argument("--config", help="SolverConfig YAML (default: the embedded default engine)")
     v.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
@@ -90,6 +115,61 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--modulus", type=int, help="grade integer answers modulo this")
     r.add_argument("--out", default="runs/replay", help="folder for replay.json, replay.csv, replay.png")
     return p
+
+
+def _engine_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    g = parser.add_argument_group("engine and samples (override the config)")
+    g.add_argument("--model", help="model path for the engine (default: the embedded tiny model)")
+    g.add_argument("--backend", choices=MODEL_BACKENDS, help="engine backend")
+    g.add_argument("--engines", type=_actor_count, help="number of engine actors, or 'auto' (one per --gpus-per-engine GPUs)")
+    g.add_argument("--gpus-per-engine", type=float, help="GPUs each engine actor holds (the tensor-parallel size; 0: CPU)")
+    g.add_argument("--max-tokens", type=int, help="token budget per sample (incl. tool output)")
+    g.add_argument("--max-code-calls", type=int, help="code calls per sample")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--keep-text", action="store_true", help="store generated texts in samples.jsonl")
+    return g
+
+
+def aimo_command(args: argparse.Namespace) -> int:
+    """``raysolve aimo``: competition mode, the log and submission under ``--out``."""
+    from raysolve.aimo import run_offline
+    from raysolve.budget import make_policy
+
+    try:
+        cfg = build_config(args, scheduling=False)
+    except ValueError as exc:
+        print(f"raysolve: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    if not Path(args.input).exists():
+        print(f"raysolve: input not found: {args.input}", file=sys.stderr)
+        return 2
+    problems: list[Problem] = []
+    for item in load_problems(args.input, Fields.of(args.problem_field, args.id_field, args.answer_field)):
+        if isinstance(item, RowError):
+            print(f"raysolve: skipped row {item.row}: {item.reason}", file=sys.stderr, flush=True)
+        elif args.limit is None or len(problems) < args.limit:
+            problems.append(item)
+    if not problems:
+        print(f"raysolve: no problems in {args.input}", file=sys.stderr)
+        return 2
+    total_s = args.time_budget or args.per_problem * len(problems)
+    try:
+        policy = make_policy(args.budget_policy, total_s, len(problems), samples=args.samples,
+                             min_samples=args.min_samples, stop_policy=args.policy, stragglers=args.stragglers,
+                             cap=args.cap, reserve_s=0.01 * total_s if args.reserve is None else args.reserve)
+    except ValueError as exc:
+        print(f"raysolve: bad budget: {exc}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out or Path("runs") / f"aimo-{Path(args.input).stem}")
+    summary = run_offline(problems, cfg, total_s=total_s, policy=policy, out_dir=out_dir, modulus=args.modulus,
+                          fallback_answer=args.fallback_answer, resume=not args.no_resume,
+                          startup_counts=not args.startup_free, address=args.address)
+    score = "n/a" if summary["score"] is None else f"{summary['score']:.1%} ({summary['correct']}/{summary['graded']})"
+    print(f"score {score}; {summary['elapsed_s']:.1f} s of {summary['budget_s']:.0f} s; "
+          f"answers: {summary['answer_sources']}; results in {out_dir}/ (problems.jsonl, submission.csv, "
+          "summary.json, time-per-problem.png)")
+    return 0 if summary["within_budget"] else 1
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -164,8 +244,9 @@ def _actor_count(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
-def build_config(args: argparse.Namespace) -> SolverConfig:
-    """The config file, then the flags that were given."""
+def build_config(args: argparse.Namespace, scheduling: bool = True) -> SolverConfig:
+    """The config file, then the flags that were given (``scheduling``: also the sample flags,
+    which ``raysolve aimo`` hands to its budget policy instead)."""
     cfg = SolverConfig.load(args.config) if args.config else SolverConfig()
     engine_options = dict(cfg.engine.options)
     if args.model:
@@ -175,19 +256,22 @@ def build_config(args: argparse.Namespace) -> SolverConfig:
         ("engine", "num_actors"): args.engines,
         ("engine", "num_gpus"): args.gpus_per_engine,
         ("engine", "options"): engine_options,
-        ("scheduling", "num_samples"): args.samples,
-        ("scheduling", "mode"): args.mode,
-        ("scheduling", "pool_size"): args.pool,
-        ("scheduling", "stop_policy"): args.policy,
         ("budget", "max_tokens"): args.max_tokens,
         ("budget", "max_code_calls"): args.max_code_calls,
         ("sampling", "temperature"): args.temperature,
     }
+    if scheduling:
+        updates.update({
+            ("scheduling", "num_samples"): args.samples,
+            ("scheduling", "mode"): args.mode,
+            ("scheduling", "pool_size"): args.pool,
+            ("scheduling", "stop_policy"): args.policy,
+        })
     for (section, name), value in updates.items():
         if value is not None:
             setattr(getattr(cfg, section), name, value)
     if args.modulus is not None:
-        cfg.modulus = args.modulus
+        cfg.modulus = args.modulus  # raysolve aimo also passes it to each problem
     if args.seed is not None:
         cfg.seed = args.seed
     if args.keep_text:

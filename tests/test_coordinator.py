@@ -171,3 +171,16 @@ def test_wave_mode_starts_a_second_wave_only_when_the_first_is_open_and_back(sol
     later = [s for s in r_split.samples if s.sample_idx >= 4]
     assert later and min(s.start_s for s in later) >= max(s.end_s for s in first) - 1e-3
 
+
+
+def test_time_limit_lands_on_time_with_the_partial_vote(solver):
+    # At 4,000 tokens/s, samples of 400 tokens finish at ~0.1 s and of 40,000 at ~10 s: the
+    # 0.3 s limit must settle with the short samples' votes, not at the ticker's next 0.5 s.
+    lengths = [400, 400, 400] + [40_000] * 5
+    problem = Problem("t", directive_problem(["5"], lengths, code=False), answer="5")
+    result = solver.solve(problem, SolveOptions(mode="launch-all", num_samples=8, stop_policy="full",
+                                                time_limit_s=0.3))
+    assert result.settle_reason == "time_limit" and result.answer == "5"
+    assert result.votes == {"5": 3} and result.samples_cancelled == 5
+    assert 0.29 <= result.settle_s < 0.4  # the limit counts from submission, settle_s from the first start
+    assert result.wall_s - result.settle_s < 0.25  # the long samples were stopped, not awaited

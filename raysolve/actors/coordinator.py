@@ -130,6 +130,7 @@ class Coordinator:
         self.dead: set[int] = set()
         """Engines that did not come back within ``scheduling.engine_recovery_s``."""
         self._ticker: asyncio.Task | None = None
+        self._wake_at = 0.0
         self.counters = {
             "problems_done": 0, "samples_started": 0, "samples_finished": 0,
             "samples_cancelled": 0, "samples_retried": 0, "samples_failed": 0,
@@ -459,13 +460,20 @@ class Coordinator:
             self._done_event.set()
 
     def _ensure_ticker(self) -> None:
-        if self._ticker is None or self._ticker.done():
+        running = self._ticker is not None and not self._ticker.done()
+        if running and time.monotonic() + self._next_tick_s() < self._wake_at:
+            self._ticker.cancel()  # a new deadline falls before the ticker wakes: restart it
+            running = False
+        if not running:
             self._ticker = asyncio.ensure_future(self._tick())
 
     async def _tick(self) -> None:
-        """Re-ask the stop policy while samples run, so time-based rules fire on time."""
+        """Re-ask the stop policy while samples run, so time-based rules fire on time; wake
+        early for the nearest ``time_limit_s`` deadline so it lands within milliseconds."""
         while self.active or self.queue or self.urgent:
-            await asyncio.sleep(_TICK_S)
+            delay = self._next_tick_s()
+            self._wake_at = time.monotonic() + delay
+            await asyncio.sleep(delay)
             now = time.monotonic()
             self._cancel(lambda s: s.deadline is not None and now >= s.deadline and s.settled is None, "time_limit")
             for state in list(self.active.values()):
@@ -473,6 +481,14 @@ class Coordinator:
                     self._decide(state, now)
                     self._maybe_finalize(state)
             self._fill()
+
+
+    def _next_tick_s(self) -> float:
+        deadlines = [s.deadline for q in (self.active.values(), self.urgent, self.queue) for s in q
+                     if s.deadline is not None and s.settled is None]
+        if not deadlines:
+            return _TICK_S
+        return min(_TICK_S, max(0.0, min(deadlines) - time.monotonic()))
 
 
 def _leader(counts: dict[str, int]) -> str | None:
