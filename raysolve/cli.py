@@ -5,7 +5,8 @@ path/name), solves them on a local Ray instance (or ``--address``), streams resu
 to ``--out`` and prints a summary; rerunning with the same ``--out`` resumes.
 ``raysolve aimo INPUT`` is competition mode: one problem at a time within a wall-clock
 budget (``raysolve.aimo``). ``raysolve serve`` runs the HTTP endpoint
-(``raysolve.serve``). ``raysolve replay TRACES`` replays per-sample traces under stop
+(``raysolve.serve``). ``raysolve engine build RECIPE`` builds a TensorRT-LLM engine
+(``raysolve.engines.recipes``). ``raysolve replay TRACES`` replays per-sample traces under stop
 policies and scheduling modes (``raysolve.replay``)."""
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_command(args)
     if args.command == "aimo":
         return aimo_command(args)
+    if args.command == "engine":
+        return engine_command(args)
     parser.print_help()
     return 2
 
@@ -104,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--max-ongoing-requests", type=int, default=32, help="requests solved at once")
     v.add_argument("--max-queued-requests", type=int, default=64, help="requests waiting; beyond: 503")
+    e = sub.add_parser("engine", help="engine recipes: build a TensorRT-LLM engine or checkpoint")
+    eb = e.add_subparsers(dest="engine_command", required=True).add_parser(
+        "build", help="follow a recipe's build: section (calibrate, quantize, build), printing each step")
+    eb.add_argument("recipe", help="an engines/*.yaml file with a build: section")
+    eb.add_argument("--dry-run", action="store_true", help="print the steps and check the inputs; run nothing")
     r = sub.add_parser("replay", help="replay per-sample traces under stop policies and scheduling modes")
     r.add_argument("traces", help="per-sample traces: .jsonl[.gz]/.csv/.parquet (a run's samples.jsonl)")
     r.add_argument("--gold", help="problems file with gold answers (default: problems.jsonl beside the traces)")
@@ -170,6 +178,19 @@ def aimo_command(args: argparse.Namespace) -> int:
           f"answers: {summary['answer_sources']}; results in {out_dir}/ (problems.jsonl, submission.csv, "
           "summary.json, time-per-problem.png)")
     return 0 if summary["within_budget"] else 1
+
+
+def engine_command(args: argparse.Namespace) -> int:
+    """``raysolve engine build RECIPE``: see ``raysolve.engines.recipes``."""
+    from pydantic import ValidationError
+
+    from raysolve.engines import recipes
+
+    try:
+        return recipes.run(args.recipe, dry_run=args.dry_run)
+    except (OSError, ValueError, ValidationError) as exc:
+        print(f"raysolve engine build: {exc}", file=sys.stderr)
+        return 2
 
 
 def serve_command(args: argparse.Namespace) -> int:

@@ -34,6 +34,15 @@ class EngineConfig(_Strict):
     num_gpus: float = Field(0.0, ge=0)
     """GPUs per engine actor. 0: CPU; a fraction: actors share a GPU; an integer n >= 1: the
     actor holds n GPUs of one node (a placement-group bundle; n is the tensor-parallel size)."""
+    gpu_bundles: Literal["one", "per-gpu"] = "one"
+    """How an actor with whole GPUs reserves them. ``one``: one bundle of ``num_gpus`` GPUs that
+    the actor holds; the processes its backend starts inherit its ``CUDA_VISIBLE_DEVICES``
+    (vLLM's workers, TensorRT-LLM's MPI ranks). ``per-gpu``: one bundle per GPU plus one for
+    the actor, which holds no GPU and captures the Ray actors its backend starts into the
+    group (TensorRT-LLM's ``orchestrator: ray`` workers)."""
+    child_cpus: float = Field(0.0, ge=0)
+    """``per-gpu``: CPUs for the backend's own Ray actors in the actor's bundle (TensorRT-LLM's
+    Ray orchestrator starts two queue actors of 2 CPUs each: 4)."""
     placement_timeout_s: float = Field(600.0, gt=0)
     """How long to wait for GPUs that exist but are busy before giving up with an error."""
     wait_for_gpus: bool = False
@@ -136,6 +145,7 @@ class SolverConfig(_Strict):
         import yaml
 
         data = yaml.safe_load(Path(path).read_text()) or {}
+        data.pop("build", None)  # an engine recipe's build section (raysolve engine build)
         return cls.model_validate(data)
 
     def prompt_format(self) -> PromptFormat:

@@ -259,7 +259,8 @@ def _sample_schema() -> Any:
     return pa.schema([
         ("problem_id", t), ("sample_idx", i), ("seed", i), ("answer", t), ("finish_reason", t),
         ("cancelled", pa.bool_()), ("generated_tokens", i), ("tool_output_tokens", i),
-        ("code_calls", i), ("code_errors", i), ("wall_s", f), ("start_s", f), ("end_s", f),
+        ("code_calls", i), ("code_errors", i), ("wall_s", f), ("first_token_s", f), ("tool_s", f),
+        ("start_s", f), ("end_s", f),
         ("finish_order", i), ("engine", i), ("attempt", i), ("error", t), ("text", t),
     ])
 

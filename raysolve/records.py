@@ -48,6 +48,10 @@ class SampleRecord:
     code_calls: int
     code_errors: int
     wall_s: float
+    first_token_s: float | None = None
+    """Time to first token, from the sample's start on its engine actor."""
+    tool_s: float = 0.0
+    """Part of ``wall_s`` spent waiting for code runs."""
     start_s: float = 0.0
     """Start time, seconds after the problem's first sample started."""
     end_s: float = 0.0

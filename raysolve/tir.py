@@ -60,6 +60,10 @@ class SampleOutcome:
     code_errors: int = 0
     segments: int = 0
     wall_s: float = 0.0
+    first_token_s: float | None = None
+    """Seconds from the sample's start to its first generated token (time to first token)."""
+    tool_s: float = 0.0
+    """Seconds spent waiting for code runs (the rest of ``wall_s`` is the engine's)."""
     error: str | None = None
     exec_statuses: list[str] = field(default_factory=list)
 
@@ -104,7 +108,7 @@ async def run_sample(
             out.segments += 1
             segment: list[int] = []
             try:
-                finish, stop, error = await _generate_segment(engine, request, codec, fmt, segment)
+                finish, stop, error = await _generate_segment(engine, request, codec, fmt, segment, out, started)
             finally:  # counted even when cancelled mid-segment
                 out.generated_tokens += len(segment)
             context.extend(segment)
@@ -129,7 +133,9 @@ async def run_sample(
             else:
                 if session is None:
                     session = await sandbox.open_session()
+                ran = time.perf_counter()
                 result = await sandbox.run(session, code, cfg.code_timeout_s)
+                out.tool_s += time.perf_counter() - ran
                 out.code_calls += 1
                 out.exec_statuses.append(result.status)
                 if result.status != "ok":
@@ -155,13 +161,16 @@ async def run_sample(
 
 
 async def _generate_segment(
-    engine: Engine, request: GenerationRequest, codec: TokenCodec, fmt: PromptFormat, ids: list[int]
+    engine: Engine, request: GenerationRequest, codec: TokenCodec, fmt: PromptFormat, ids: list[int],
+    out: SampleOutcome, started: float,
 ) -> tuple[str, int | None, str | None]:
     """Stream one segment into ``ids``; returns (finish reason, stop token, error)."""
     finish, stop, error = "error", None, "engine stream ended without a finish reason"
     stream = engine.generate(request)
     try:
         async for delta in stream:
+            if out.first_token_s is None and delta.token_ids:
+                out.first_token_s = time.perf_counter() - started
             ids.extend(delta.token_ids)
             if codec.code_end_token_id is None and fmt.code_end in codec.decode(ids):
                 # The code-end tag spans several tokens: stop the request ourselves.

@@ -57,10 +57,12 @@ def test_run_keeps_its_budget_and_unused_time_flows_to_later_problems(solver, tm
     assert [r["id"] for r in rows] == [p.id for p in problems]  # in order, each answered once
     assert all(isinstance(r["answer"], int) and 0 <= r["answer"] < 1000 for r in rows)
     assert summary["correct"] >= 5  # the tiny model solves most of its own kind of problem
-    # The first problem gets the even share; the ones that settle early leave time for the rest.
+    # The first problem gets the even share; whenever earlier problems left time unused (the run
+    # is ahead of schedule), the next problem's deadline is above the even share.
     assert rows[0]["deadline_s"] == pytest.approx(3.0, abs=0.05)
-    assert sum(r["used_s"] for r in rows[:3]) < 3 * 3.0
-    assert all(r["deadline_s"] > 3.0 for r in rows[1:4])
+    ahead = [r for i, r in enumerate(rows) if total - r["started_s"] > (len(rows) - i) * 3.0 + 0.05]
+    assert len(ahead) >= 3  # most problems settle well within 3 s
+    assert all(r["deadline_s"] > 3.0 for r in ahead)
     assert max(r["deadline_s"] for r in rows) <= 1.6 * 3.0 + 0.01
     for name in ("problems.jsonl", "samples.jsonl", "submission.csv", "summary.json", "time-per-problem.png"):
         assert (tmp_path / name).stat().st_size > 0

@@ -67,8 +67,12 @@ def test_bad_configuration_is_a_clear_error(tmp_path):
 def test_every_engine_recipe_is_a_valid_config(recipe):
     from raysolve.config import SolverConfig
 
-    cfg = SolverConfig.load(ROOT / "engines" / recipe)
-    assert cfg.engine.backend in ("hf", "vllm")
+    from raysolve.engines import BACKENDS
+
+    cfg = SolverConfig.load(ROOT / "engines" / recipe)  # a build: section is not part of the run config
+    assert cfg.engine.backend in ("hf", "vllm", "trtllm")
+    module, _, config_name = BACKENDS[cfg.engine.backend]
+    getattr(__import__(module, fromlist=[config_name]), config_name)(**cfg.engine.options)  # options are valid
 
 
 def test_gpu_flags_build_the_placement_config():

@@ -30,6 +30,16 @@ def test_bundle_is_the_tensor_parallel_gpus_plus_the_actor_cpus():
     assert bundle_for(EngineConfig(num_gpus=1, num_cpus=0)) == {"GPU": 1.0}
 
 
+def test_per_gpu_bundles_leave_the_gpus_to_the_backends_worker_actors():
+    from raysolve.actors.placement import bundles_for
+
+    engine = EngineConfig(num_gpus=2, num_cpus=1, gpu_bundles="per-gpu", child_cpus=4)
+    assert bundles_for(engine) == [{"GPU": 1.0, "CPU": 1.0}, {"GPU": 1.0, "CPU": 1.0}, {"CPU": 5.0}]
+    assert bundle_for(engine) == {"GPU": 2.0, "CPU": 7.0}  # all on one node
+    assert nodes_that_fit(engine, PAIR_NODES) == 3
+    assert bundles_for(EngineConfig(num_gpus=2, num_cpus=4)) == [{"GPU": 2.0, "CPU": 4.0}]
+
+
 def test_auto_actor_count_fills_the_cluster():
     assert count_engine_actors(EngineConfig(num_actors="auto", num_gpus=1), PAIR_NODES) == 6
     assert count_engine_actors(EngineConfig(num_actors="auto", num_gpus=2), PAIR_NODES) == 3

@@ -179,6 +179,8 @@ class EngineActor:
             code_calls=outcome.code_calls if outcome else 0,
             code_errors=outcome.code_errors if outcome else 0,
             wall_s=outcome.wall_s if outcome else 0.0,
+            first_token_s=outcome.first_token_s if outcome else None,
+            tool_s=round(outcome.tool_s, 4) if outcome else 0.0,
             engine=self.index,
             error=outcome.error if outcome else None,
             text=outcome.text if (outcome and self.config.keep_text) else None,

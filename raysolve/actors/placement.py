@@ -11,6 +11,13 @@ GPUs and no others: tp=1 gives one actor per GPU, tp=2 one actor per GPU pair.
 The group is reserved before the actor starts, so a restarted actor comes
 back onto the same GPUs, and N actors fill a cluster of GPU-pair nodes.
 
+A backend whose workers are Ray actors of their own (TensorRT-LLM's Ray
+orchestrator) uses ``gpu_bundles: per-gpu`` instead: n bundles ``{"GPU": 1,
+"CPU": 1}`` plus one ``{"CPU": c + child_cpus}`` for the engine actor, all
+STRICT_PACK on one node. The actor takes the last bundle and no GPU, and
+captures the actors it starts into the group; the backend tells its workers
+which bundles hold the GPUs.
+
 Reserving fails with a clear ``PlacementError`` instead of hanging: at once when
 no node of the cluster could ever hold a bundle (unless ``wait_for_gpus`` is
 set, for autoscaling clusters), and after ``placement_timeout_s`` when the GPUs
@@ -29,6 +36,7 @@ __all__ = [
     "ActorPlacement",
     "PlacementError",
     "bundle_for",
+    "bundles_for",
     "count_engine_actors",
     "nodes_that_fit",
     "place_engine_actors",
@@ -54,15 +62,29 @@ def whole_gpus(engine: EngineConfig) -> int:
 
 
 def bundle_for(engine: EngineConfig) -> dict[str, float]:
-    """The one bundle an actor with whole GPUs reserves."""
+    """What one actor with whole GPUs reserves on its node, in total."""
     bundle: dict[str, float] = {"GPU": float(whole_gpus(engine))}
-    if engine.num_cpus > 0:
-        bundle["CPU"] = float(engine.num_cpus)
+    cpus = sum(b.get("CPU", 0.0) for b in bundles_for(engine))
+    if cpus > 0:
+        bundle["CPU"] = cpus
     return bundle
 
 
+def bundles_for(engine: EngineConfig) -> list[dict[str, float]]:
+    """The placement group's bundles for one actor with whole GPUs; the actor takes the last."""
+    n = whole_gpus(engine)
+    if engine.gpu_bundles == "one":
+        bundle: dict[str, float] = {"GPU": float(n)}
+        if engine.num_cpus > 0:
+            bundle["CPU"] = float(engine.num_cpus)
+        return [bundle]
+    host = {"CPU": float(engine.num_cpus + engine.child_cpus)}
+    return [{"GPU": 1.0, "CPU": 1.0} for _ in range(n)] + [host]
+
+
 def nodes_that_fit(engine: EngineConfig, node_resources: Iterable[Mapping[str, float]]) -> int:
-    """How many bundles the given nodes could hold if nothing else ran on them."""
+    """How many actors' groups the given nodes could hold if nothing else ran on them
+    (a group is STRICT_PACK: all of it on one node)."""
     need = bundle_for(engine)
     total = 0
     for resources in node_resources:
@@ -127,10 +149,8 @@ def place_engine_actors(engine: EngineConfig, name_prefix: str) -> list[ActorPla
             if fit
             else _no_fit_message(engine, nodes)
         )
-    groups = [
-        placement_group([bundle_for(engine)], strategy="STRICT_PACK", name=f"{name_prefix}-{i}")
-        for i in range(count)
-    ]
+    bundles = bundles_for(engine)
+    groups = [placement_group(bundles, strategy="STRICT_PACK", name=f"{name_prefix}-{i}") for i in range(count)]
     try:
         ray.get([g.ready() for g in groups], timeout=engine.placement_timeout_s)
     except ray.exceptions.GetTimeoutError:
@@ -140,15 +160,19 @@ def place_engine_actors(engine: EngineConfig, name_prefix: str) -> list[ActorPla
             f"could not reserve {count} engine actors × {n} GPU(s) within {engine.placement_timeout_s:g} s: "
             f"{free:g} GPU(s) free now; other work holds the rest (raise engine.placement_timeout_s to wait longer)"
         ) from None
+    per_gpu = engine.gpu_bundles == "per-gpu"
     placements = []
     for group in groups:
         options = dict(base)
+        if per_gpu:
+            options["num_gpus"] = 0  # the GPUs are for the backend's worker actors
         options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
             placement_group=group,
-            placement_group_bundle_index=0,
-            # The backend's workers are processes the actor starts, not Ray tasks; tasks the
-            # actor might start must not compete for the bundle it holds whole.
-            placement_group_capture_child_tasks=False,
+            placement_group_bundle_index=len(bundles) - 1,
+            # "one": the backend's workers are processes the actor starts, not Ray tasks; tasks
+            # the actor might start must not compete for the bundle it holds whole. "per-gpu":
+            # the backend's worker actors must land in this group's GPU bundles.
+            placement_group_capture_child_tasks=per_gpu,
         )
         placements.append(ActorPlacement(options, group))
     return placements

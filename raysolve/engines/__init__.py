@@ -17,6 +17,7 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
     "hf": ("raysolve.engines.hf", "HFEngine", "HFEngineConfig"),
     "scripted": ("raysolve.engines.scripted", "ScriptedEngine", "ScriptedEngineConfig"),
     "vllm": ("raysolve.engines.vllm", "VLLMEngine", "VLLMEngineConfig"),
+    "trtllm": ("raysolve.engines.trtllm", "TRTLLMEngine", "TRTLLMEngineConfig"),
 }
 """backend name -> (module, engine class, config dataclass). ``scripted`` is the TEST engine."""
 

@@ -78,3 +78,44 @@ def fit_to_room(request: GenerationRequest, room: int, room_name: str) -> tuple[
         finish_reason="error",
         error=f"prompt of {len(request.prompt_ids)} tokens leaves no room in {room_name} ({room} tokens)",
     )
+
+
+def library_request_problem(request: GenerationRequest, started: bool, running: bool) -> str | None:
+    """Why a request must not reach an engine library (vLLM, TensorRT-LLM), or None."""
+    if not started:
+        return "engine not started (or closed)"
+    if running:
+        return f"request id {request.request_id!r} is already running"
+    if not request.prompt_ids:
+        return "empty prompt"
+    if not request.greedy and request.temperature <= 0:
+        return "temperature <= 0 without greedy=True (samples of one problem must differ)"
+    return None
+
+
+def preflight(request: GenerationRequest, problem: str | None, early: EarlyCancels, room: int, room_name: str,
+              counters: dict[str, int]) -> tuple[int, Delta | None]:
+    """What every backend does before its library sees a request, counted in ``counters``:
+    a ``problem`` ends it with an ``error`` delta, an early cancel with ``cancelled``, and no
+    room with ``fit_to_room``'s delta. Returns ``(max_tokens, None)`` when it may run."""
+    if problem is not None:
+        counters["requests_failed"] += 1
+        return 0, Delta(finish_reason="error", error=problem)
+    if early.pop(request.request_id) is not None:
+        counters["requests_started"] += 1
+        counters["requests_cancelled"] += 1
+        return 0, Delta(finish_reason="cancelled")
+    max_tokens, refused = fit_to_room(request, room, room_name)
+    if refused is not None:
+        counters["requests_failed" if refused.finish_reason == "error" else "requests_finished"] += 1
+    return max_tokens, refused
+
+
+def count_final(delta: Delta, counters: dict[str, int]) -> Delta:
+    """Count a request's final delta; a cancelled one keeps no tokens (they came after the cancel)."""
+    if delta.finish_reason == "cancelled":
+        delta.token_ids = []
+    else:
+        counters["tokens_generated"] += len(delta.token_ids)
+        counters["requests_failed" if delta.finish_reason == "error" else "requests_finished"] += 1
+    return delta

@@ -61,7 +61,15 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from raysolve.engines.base import Delta, GenerationRequest
-from raysolve.engines.common import TINY, EarlyCancels, fit_to_room, request_counters, resolve_model_path
+from raysolve.engines.common import (
+    TINY,
+    EarlyCancels,
+    count_final,
+    library_request_problem,
+    preflight,
+    request_counters,
+    resolve_model_path,
+)
 
 __all__ = ["VLLMEngine", "VLLMEngineConfig", "engine_kwargs", "sampling_kwargs", "visible_gpu_count"]
 
@@ -325,19 +333,10 @@ class VLLMEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         rid = request.request_id
-        problem = self._validate(request)
-        if problem is not None:
-            self._counters["requests_failed"] += 1
-            yield Delta(finish_reason="error", error=problem)
-            return
-        if self._early.pop(rid) is not None:
-            self._counters["requests_started"] += 1
-            self._counters["requests_cancelled"] += 1
-            yield Delta(finish_reason="cancelled")
-            return
-        max_tokens, refused = fit_to_room(request, self.config.max_model_len, "max_model_len")
+        problem = library_request_problem(request, self.llm is not None, rid in self._active)
+        max_tokens, refused = preflight(request, problem, self._early, self.config.max_model_len, "max_model_len",
+                                        self._counters)
         if refused is not None:
-            self._counters["requests_failed" if refused.finish_reason == "error" else "requests_finished"] += 1
             yield refused
             return
         params = self._vllm.SamplingParams(
@@ -358,13 +357,8 @@ class VLLMEngine:
                         yield Delta(token_ids=new)
                     continue
                 finished = True
-                delta = _final_delta(new, reason, completion.stop_reason, cancelled=self._active.get(rid, False))
-                if delta.finish_reason == "cancelled":
-                    delta.token_ids = []  # tokens that arrive after the cancel are dropped
-                else:
-                    self._counters["tokens_generated"] += len(new)
-                    self._counters["requests_failed" if delta.finish_reason == "error" else "requests_finished"] += 1
-                yield delta
+                yield count_final(_final_delta(new, reason, completion.stop_reason,
+                                               cancelled=self._active.get(rid, False)), self._counters)
                 return
             finished = True  # the stream ended without a final output: only after an abort
             yield Delta(finish_reason="cancelled")
@@ -379,17 +373,6 @@ class VLLMEngine:
                 if self.llm is not None:
                     await self.llm.abort(rid)
             await stream.aclose()
-
-    def _validate(self, request: GenerationRequest) -> str | None:
-        if self.llm is None:
-            return "engine not started (or closed)"
-        if request.request_id in self._active:
-            return f"request id {request.request_id!r} is already running"
-        if not request.prompt_ids:
-            return "empty prompt"
-        if not request.greedy and request.temperature <= 0:
-            return "temperature <= 0 without greedy=True (samples of one problem must differ)"
-        return None
 
 
 def _final_delta(new: list[int], reason: str, stop_reason: Any, cancelled: bool) -> Delta:

@@ -1,0 +1,188 @@
+"""Engine comparison: the seed's table for a list of engine configs, on the same problems and samples.
+
+    python jobs/bench_engines.py --engine hf=engines/hf-tiny.yaml \\
+        --engine vllm-bf16=engines/vllm-1gpu.yaml,engine.options.dtype=bfloat16 \\
+        --problems examples/problems.jsonl --limit 10 --samples 12 --out results/engine-compare
+
+Each ``--engine NAME=CONFIG[,dotted.key=value ...]`` is a solver config (any backend)
+with optional overrides. One engine at a time is started, warmed up, and measured on the
+same problems with the same seeds, in two phases:
+
+- **one problem at a time** (the seed's setting: all ``--samples`` launched together,
+  full vote, every sample runs to its end): wall time per problem, time to first token,
+  per-sample tokens/s (generated tokens over the sample's engine time, code runs excluded);
+- **batch** (every problem queued, ``--samples`` each, ``--pool`` in flight per problem):
+  total generation time and batch tokens/s, as a dataset job would see them;
+
+plus accuracy (majority vote, both phases). Writes ``OUT.json``, ``OUT.csv``, ``OUT.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raysolve.actors import SolveOptions
+from raysolve.config import SolverConfig
+from raysolve.problems import Fields, Problem, load_problems
+
+
+def parse_engine(spec: str) -> tuple[str, SolverConfig, dict[str, Any]]:
+    """``NAME=CONFIG[,a.b.c=value ...]``: a config file plus overrides (values parsed as YAML)."""
+    name, _, rest = spec.partition("=")
+    path, *overrides = rest.split(",")
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    data.pop("build", None)
+    applied = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = applied[key] = yaml.safe_load(value)
+    return name, SolverConfig.model_validate(data), {"config": path, "overrides": applied}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def measure(name: str, cfg: SolverConfig, problems: list[Problem], samples: int, pool: int) -> dict[str, Any]:
+    from raysolve.solver import Solver
+
+    boot = time.perf_counter()
+    with Solver(cfg) as solver:
+        startup = time.perf_counter() - boot
+        solver.warm_up(samples=samples)
+        one = SolveOptions(mode="launch-all", num_samples=samples, stop_policy="full")
+        t0 = time.perf_counter()
+        single = []
+        for p in problems:
+            started = time.perf_counter()
+            result = solver.solve(p, one)
+            single.append((result, time.perf_counter() - started))
+        single_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        batch = list(solver.solve_iter(problems, SolveOptions(mode="pool", num_samples=samples, pool_size=pool,
+                                                              stop_policy="full")))
+        batch_s = time.perf_counter() - t0
+        engines = solver.stats()["engines"]
+    records = [s for r, _ in single for s in r.samples]
+    ttft = [s.first_token_s for s in records if s.first_token_s is not None]
+    speeds = [s.generated_tokens / (s.wall_s - s.tool_s) for s in records
+              if s.generated_tokens and s.wall_s - s.tool_s > 0]
+    graded = [r for r, _ in single if r.correct is not None]
+    batch_tokens = sum(r.generated_tokens for r in batch)
+    return {
+        "engine": name,
+        "backend": cfg.engine.backend,
+        "startup_s": round(startup, 1),
+        "problems": len(problems),
+        "samples": samples,
+        "per_problem_s": round(statistics.mean(w for _, w in single), 3),
+        "per_problem_p95_s": round(percentile([w for _, w in single], 0.95) or 0, 3),
+        "ttft_p50_ms": round(1000 * (percentile(ttft, 0.5) or 0), 1),
+        "ttft_p95_ms": round(1000 * (percentile(ttft, 0.95) or 0), 1),
+        "per_sample_tok_s": round(statistics.mean(speeds), 1) if speeds else 0.0,
+        "one_at_a_time_tok_s": round(sum(s.generated_tokens for s in records) / single_s, 1),
+        "generation_s": round(batch_s, 2),
+        "batch_tok_s": round(batch_tokens / batch_s, 1),
+        "accuracy": round(sum(bool(r.correct) for r in graded) / len(graded), 4) if graded else None,
+        "batch_accuracy": round(sum(bool(r.correct) for r in batch if r.correct is not None) /
+                                max(1, sum(r.correct is not None for r in batch)), 4),
+        "generated_tokens": sum(s.generated_tokens for s in records),
+        "code_calls": sum(s.code_calls for s in records),
+        "sample_errors": sum(s.finish_reason == "error" for s in records),
+        "engine_stats": engines,
+    }
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    names = [r["engine"] for r in rows]
+    panels = [("per_problem_s", "s per problem (one at a time)"), ("ttft_p50_ms", "time to first token p50 (ms)"),
+              ("per_sample_tok_s", "per-sample tokens/s"), ("batch_tok_s", "batch tokens/s")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8))
+    for ax, (key, title) in zip(axes, panels):
+        ax.bar(names, [r[key] for r in rows], color="tab:blue")
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        for i, r in enumerate(rows):
+            ax.annotate(f"{r[key]:g}", (i, r[key]), ha="center", va="bottom", fontsize=7)
+    acc = ", ".join(f"{r['engine']} {r['accuracy']:.0%}" for r in rows if r["accuracy"] is not None)
+    fig.suptitle(f"{report['problems']} problems × {report['samples']} samples — accuracy: {acc or 'n/a'} — "
+                 f"{report['machine']} — {report['date']}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--engine", action="append", required=True, help="NAME=CONFIG[,dotted.key=value ...]")
+    p.add_argument("--problems", default="examples/problems.jsonl")
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--samples", type=int, default=12, help="samples per problem (the seed: 12)")
+    p.add_argument("--pool", type=int, default=4, help="batch phase: samples in flight per problem")
+    p.add_argument("--out", default="results/engine-compare")
+    p.add_argument("--machine", help="machine description for the report (default: from the platform)")
+    args = p.parse_args()
+
+    import ray
+
+    problems = [x for x in load_problems(args.problems, Fields()) if isinstance(x, Problem)][: args.limit]
+    engines = [parse_engine(spec) for spec in args.engine]
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+             object_store_memory=2 * 10**9)
+    started = time.time()
+    rows = []
+    for name, cfg, source in engines:
+        row = {**measure(name, cfg, problems, args.samples, args.pool), **source}
+        rows.append(row)
+        print(f"{name:>16}: {row['per_problem_s']:.2f} s/problem, TTFT p50 {row['ttft_p50_ms']:.0f} ms, "
+              f"{row['per_sample_tok_s']:.0f} tok/s per sample, batch {row['batch_tok_s']:.0f} tok/s in "
+              f"{row['generation_s']:.1f} s, accuracy {row['accuracy']}", flush=True)
+    ray.shutdown()
+    gpu = os.environ.get("RAYSOLVE_GPU_NAME")
+    report = {
+        "command": "python " + " ".join(sys.argv),
+        "date": time.strftime("%Y-%m-%d", time.localtime(started)),
+        "machine": args.machine or f"{platform.machine()}, {os.cpu_count()} CPUs" + (f", {gpu}" if gpu else ""),
+        "problems": len(problems), "source": args.problems, "samples": args.samples, "pool": args.pool,
+        "rows": rows, "bench_s": round(time.time() - started, 1),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    named = lambda ext: out.parent / f"{out.name}.{ext}"  # noqa: E731  (not with_suffix: "h100-1.5b")
+    named("json").write_text(json.dumps(report, indent=1) + "\n")
+    flat = [{k: v for k, v in r.items() if k not in ("engine_stats", "overrides")} for r in rows]
+    with named("csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(flat[0]))
+        w.writeheader()
+        w.writerows(flat)
+    plot(report, named("png"))
+    print(f"written {out}.json, .csv, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
