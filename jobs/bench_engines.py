@@ -35,6 +35,7 @@ import yaml
 from raysolve.actors import SolveOptions
 from raysolve.config import SolverConfig
 from raysolve.problems import Fields, Problem, load_problems
+from raysolve.timing import percentile
 
 
 def parse_engine(spec: str) -> tuple[str, SolverConfig, dict[str, Any]]:
@@ -52,13 +53,6 @@ def parse_engine(spec: str) -> tuple[str, SolverConfig, dict[str, Any]]:
             node = node.setdefault(part, {})
         node[leaf] = applied[key] = yaml.safe_load(value)
     return name, SolverConfig.model_validate(data), {"config": path, "overrides": applied}
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def measure(name: str, cfg: SolverConfig, problems: list[Problem], samples: int, pool: int) -> dict[str, Any]:

@@ -29,7 +29,6 @@ import csv
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any
 
 from raysolve.sandbox import LocalSandbox, SandboxConfig
 from raysolve.sandbox.process import worker_env
+from raysolve.timing import percentile
 
 TRIVIAL = "print(1 + 1)"
 SYMPY = "import sympy as sp\nx = sp.symbols('x')\nprint(sp.solve(x**2 - 5*x + 6, x))"
@@ -57,8 +57,8 @@ SCENARIOS = ("trivial", "sympy-solve", "stateful-2nd-call", "new-session-1st-cal
 def _ms(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
-        "p50_ms": round(1e3 * statistics.median(ordered), 3),
-        "p95_ms": round(1e3 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3),
+        "p50_ms": round(1e3 * percentile(ordered, 0.5), 3),
+        "p95_ms": round(1e3 * percentile(ordered, 0.95), 3),
         "n": len(ordered),
     }
 

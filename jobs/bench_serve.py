@@ -16,13 +16,14 @@ import csv
 import json
 import platform
 import socket
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from raysolve.timing import percentile
 
 
 def _free_port() -> int:
@@ -60,8 +61,8 @@ async def _level(url: str, problems: list[dict[str, Any]], clients: int, request
         "correct": correct,
         "wall_s": round(wall, 2),
         "requests_per_s": round(requests / wall, 3),
-        "p50_s": round(statistics.median(ordered), 3),
-        "p95_s": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3),
+        "p50_s": round(percentile(ordered, 0.5), 3),
+        "p95_s": round(percentile(ordered, 0.95), 3),
     }
 
 

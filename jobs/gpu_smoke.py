@@ -192,7 +192,7 @@ async def _consume(engine: Any, request: Any) -> tuple[int, str]:
 
 
 def _pcts(values: list[float]) -> dict:
-    from raysolve.actors.engine_actor import latency_summary_ms
+    from raysolve.timing import latency_summary_ms
 
     return {k: round(v, 2) if k != "n" else v for k, v in latency_summary_ms(values).items()}
 

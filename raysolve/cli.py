@@ -20,12 +20,12 @@ from typing import Any, Iterator, Sequence
 
 from raysolve.budget import POLICIES
 from raysolve.config import SolverConfig
-from raysolve.engines import BACKENDS
+from raysolve.engines import BACKENDS, NOT_MODELS
 from raysolve.output import ResultWriter, RunSummary
 from raysolve.problems import Fields, Problem, RowError, count_rows, load_problems
 
 
-MODEL_BACKENDS = sorted(name for name in BACKENDS if name != "scripted")  # scripted: the test engine
+MODEL_BACKENDS = sorted(set(BACKENDS) - NOT_MODELS)  # not the test engine or the benchmark load generator
 
 
 def main(argv: Sequence[str] | None = None) -> int:

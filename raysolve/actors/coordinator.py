@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import itertools
 import time
 from collections import deque
@@ -82,6 +83,8 @@ class _Problem:
     settled: Settled | None = None
     settled_at: float | None = None
     deadline: float | None = None
+    activated: int = -1
+    """Order in which the coordinator took the problem up (older problems start samples first)."""
     events: asyncio.Queue | None = None
     """Streaming callers (``solve_stream``): one event per finished sample and at settling."""
 
@@ -131,6 +134,13 @@ class Coordinator:
         """Engines that did not come back within ``scheduling.engine_recovery_s``."""
         self._ticker: asyncio.Task | None = None
         self._wake_at = 0.0
+        self._ready: list[tuple[int, int]] = []
+        """(activation number, problem key) of active problems that may be able to start a sample."""
+        self._in_ready: set[int] = set()
+        self._activations = itertools.count()
+        self.cancel_latencies_s: deque[float] = deque(maxlen=100_000)
+        """Per settle with samples running: seconds until every engine actor reported them stopped."""
+        self._profiler: Any = None
         self.counters = {
             "problems_done": 0, "samples_started": 0, "samples_finished": 0,
             "samples_cancelled": 0, "samples_retried": 0, "samples_failed": 0,
@@ -201,6 +211,15 @@ class Coordinator:
         """Stop a problem now; its result (with the votes so far) is still emitted."""
         return self._cancel(lambda state: state.problem.id == problem_id, reason) > 0
 
+    async def profile(self, on: bool) -> str | None:
+        """cProfile this actor's event loop (benchmarks): ``True`` starts; ``False`` stops and
+        returns the top functions by own and by cumulative time."""
+        if self._profiler is None:
+            from raysolve.benchmarks import Profiler
+
+            self._profiler = Profiler()
+        return self._profiler.set(on)
+
     def _cancel(self, match: Callable[[_Problem], bool], reason: str) -> int:
         now = time.monotonic()
         hits = 0
@@ -225,6 +244,7 @@ class Coordinator:
             "in_flight": sum(self.load),
             "engine_load": list(self.load),
             "engines_down": sorted(self.down),
+            "cpu_s": time.process_time(),  # the coordinator has its process to itself
         }
 
     # ---- scheduling ---------------------------------------------------------------
@@ -286,16 +306,33 @@ class Coordinator:
         return best
 
     def _next_startable(self) -> _Problem | None:
-        for state in self.active.values():
-            if state.can_start():
+        """The longest-active problem that can start a sample, else the next queued one.
+
+        Only problems marked ready are looked at (a heap in activation order): a problem is
+        marked when it becomes active and whenever one of its samples comes back, the only
+        events that can let it start again. Scanning every active problem instead cost
+        O(active) per sample start (20 % of the coordinator's CPU at 400 samples/s)."""
+        while self._ready:
+            _, key = self._ready[0]
+            state = self.active.get(key)
+            if state is not None and state.can_start():
                 return state
+            heapq.heappop(self._ready)
+            self._in_ready.discard(key)
         cap = self.config.scheduling.max_active_problems
         while (self.urgent or self.queue) and (cap is None or len(self.active) < cap):
             state = (self.urgent or self.queue).popleft()
             self.active[state.key] = state
+            state.activated = next(self._activations)
+            self._mark_ready(state)
             if state.can_start():
                 return state
         return None
+
+    def _mark_ready(self, state: _Problem) -> None:
+        if state.key not in self._in_ready and state.key in self.active:
+            self._in_ready.add(state.key)
+            heapq.heappush(self._ready, (state.activated, state.key))
 
     def _start_sample(self, state: _Problem, engine: int) -> None:
         now = time.monotonic()
@@ -330,6 +367,7 @@ class Coordinator:
             _, dispatched = state.in_flight.pop(idx)
         if record is not None:
             self._on_record(state, record, dispatched)
+        self._mark_ready(state)  # a slot of its pool (or its wave) may have opened
         self._maybe_finalize(state)
         self._fill()
 
@@ -416,9 +454,28 @@ class Coordinator:
         by_engine: dict[int, list[str]] = {}
         for idx, (engine, _) in state.in_flight.items():
             by_engine.setdefault(engine, []).append(_with_index(state.template, idx).key)
+        refs = []
         for engine, keys in by_engine.items():
             self.counters["cancel_calls"] += 1
-            self.engines[engine].cancel.remote(keys)
+            refs.append(self.engines[engine].cancel.remote(keys))
+        if refs:
+            task = asyncio.ensure_future(self._time_cancel(refs, now))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _time_cancel(self, refs: list[Any], settled_at: float) -> None:
+        """Settle -> every sibling reported stopped by its engine actor (their cancel replies)."""
+        try:
+            await asyncio.gather(*refs)
+        except Exception:  # a dead engine actor: its samples come back as failures instead
+            return
+        self.cancel_latencies_s.append(time.monotonic() - settled_at)
+
+    async def take_cancel_latencies(self) -> list[float]:
+        """The settle-to-stopped latencies (seconds) since the last call; clears them."""
+        out = list(self.cancel_latencies_s)
+        self.cancel_latencies_s.clear()
+        return out
 
     def _maybe_finalize(self, state: _Problem) -> None:
         if state.settled is not None and not state.in_flight and state.key in self.active:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
-from typing import Any, Iterable
+from typing import Any
 
 from raysolve.config import SolverConfig
 from raysolve.engines import make_engine
@@ -19,11 +19,13 @@ from raysolve.engines.base import Engine
 from raysolve.prompting import HFTokenCodec, TokenCodec
 from raysolve.records import SampleRecord, SampleRequest
 from raysolve.sandbox.base import Sandbox
+from raysolve.timing import latency_summary_ms
 from raysolve.tir import SampleSpec, run_sample
 
 _PROMPT_CACHE_SIZE = 1024
 _EARLY_CANCEL_TTL_S = 120.0
 _LATENCY_WINDOW = 10_000
+_CANCEL_WAIT_S = 5.0
 
 
 class EngineActor:
@@ -83,25 +85,29 @@ class EngineActor:
         return self._record(request, outcome, cancelled)
 
     async def cancel(self, keys: list[str]) -> int:
-        """Cancel these samples; returns how many were running here."""
+        """Cancel these samples and reply once all of them have stopped (engine request ended,
+        sandbox session closed; at most a few seconds); returns how many were running here."""
         now = time.monotonic()
-        hit = 0
+        stopping = []
         for key in keys:
             task = self._tasks.get(key)
             if task is not None:
                 if not task.done():
                     self._cancel_at.setdefault(key, now)
                 task.cancel()
-                hit += 1
+                stopping.append(task)
             else:  # the request may still be on its way to this actor
                 self._early_cancels[key] = now
         self._early_cancels = {k: t for k, t in self._early_cancels.items() if now - t < _EARLY_CANCEL_TTL_S}
-        return hit
+        if stopping:
+            await asyncio.wait(stopping, timeout=_CANCEL_WAIT_S)
+        return len(stopping)
 
     def stats(self) -> dict[str, Any]:
         summary = latency_summary_ms(self.cancel_latencies_s)
         latency = {f"cancel_latency_ms_{k}": v for k, v in summary.items() if k != "n"}
-        return {"index": self.index, "running": len(self._tasks), **self.counters, **latency, **self.engine.stats()}
+        return {"index": self.index, "running": len(self._tasks), **self.counters, **latency, **self.engine.stats(),
+                "cpu_s": time.process_time()}
 
     def cancel_latencies(self) -> list[float]:
         """The recent cancel-to-stopped latencies in seconds (see ``cancel_latencies_s``)."""
@@ -199,12 +205,3 @@ def _children_devices() -> list[dict[str, Any]]:
         except (psutil.Error, OSError):
             continue
     return found
-
-
-def latency_summary_ms(values_s: Iterable[float]) -> dict[str, float]:
-    """``n``, ``p50``, ``p95`` and ``max`` in milliseconds of latencies given in seconds ({} if none)."""
-    v = sorted(values_s)
-    if not v:
-        return {}
-    at = lambda q: 1000 * v[min(len(v) - 1, int(q * len(v)))]  # noqa: E731
-    return {"n": len(v), "p50": at(0.5), "p95": at(0.95), "max": 1000 * v[-1]}

@@ -11,15 +11,19 @@ from typing import Any
 
 from raysolve.engines.base import Delta, Engine, FinishReason, GenerationRequest
 
-__all__ = ["BACKENDS", "Delta", "Engine", "FinishReason", "GenerationRequest", "make_engine"]
+__all__ = ["BACKENDS", "NOT_MODELS", "Delta", "Engine", "FinishReason", "GenerationRequest", "make_engine"]
 
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "hf": ("raysolve.engines.hf", "HFEngine", "HFEngineConfig"),
     "scripted": ("raysolve.engines.scripted", "ScriptedEngine", "ScriptedEngineConfig"),
     "vllm": ("raysolve.engines.vllm", "VLLMEngine", "VLLMEngineConfig"),
     "trtllm": ("raysolve.engines.trtllm", "TRTLLMEngine", "TRTLLMEngineConfig"),
+    "loadgen": ("raysolve.engines.loadgen", "LoadGenEngine", "LoadGenConfig"),
 }
-"""backend name -> (module, engine class, config dataclass). ``scripted`` is the TEST engine."""
+"""backend name -> (module, engine class, config dataclass). ``scripted`` is the TEST engine and
+``loadgen`` the BENCHMARK engine (a load generator): neither is a model backend."""
+
+NOT_MODELS = frozenset({"scripted", "loadgen"})
 
 
 def make_engine(backend: str, **options: Any) -> Engine:

@@ -1,0 +1,183 @@
+"""Orchestration benchmarks: what the solver adds on top of its engines (``raysolve bench``).
+
+- ``orchestration``: on the same engine actors, the engine alone (requests straight into
+  each actor's engine, as many in flight as the coordinator keeps there) and the full solver
+  (coordinator, Ray calls, tool loop, voting; early stopping off) measured in one run:
+  *orchestration efficiency* = solver tokens/s ÷ engine-alone tokens/s, plus problems/s,
+  samples/s, Ray calls per sample and coordinator CPU per sample. The engine-alone run is
+  done before and after the solver's, and the solver is compared with their mean.
+- ``cancel_latency``: for problems settled with siblings still running, the time from the
+  settle to every sibling reported stopped by its engine actor (the actors' replies to the
+  coordinator's cancel calls), p50/p95, per scheduling mode; and, for comparison, until
+  their records are all back at the coordinator (``wall_s - settle_s``).
+- ``scaling``: solver throughput with 1, 2, 4, … engine actors and its ratio to linear.
+
+Any backend works; on CPU the ``loadgen`` benchmark engine stands in for fast GPU engines.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import time
+from typing import Any, Callable, Iterable
+
+import ray
+
+from raysolve.actors import SolveOptions
+from raysolve.config import SolverConfig
+from raysolve.problems import Problem
+from raysolve.solver import Solver
+from raysolve.timing import latency_summary_ms
+
+
+def percentiles_ms(values_s: Iterable[float]) -> dict[str, float]:
+    """``n``, ``p50``, ``p95``, ``max`` in milliseconds (nearest rank) of latencies given in seconds."""
+    return {k: round(v, 2) if k != "n" else v for k, v in latency_summary_ms(values_s).items()}
+
+
+def bench_problems(count: int, tag: str = "bench") -> list[Problem]:
+    return [Problem(f"{tag}-{i}", f"Problem {tag}-{i}: how many divisors does {1000 + 37 * i} have?", "42")
+            for i in range(count)]
+
+
+async def _engine_alone(engine: Any, codec: Any, fmt: Any, texts: list[str], requests: int, max_tokens: int,
+                        concurrency: int, seed: int) -> dict[str, Any]:
+    """Runs on an engine actor: ``requests`` requests over ``texts``, ``concurrency`` at a time."""
+    import asyncio
+
+    from raysolve.engines.base import GenerationRequest
+
+    prompts = [tuple(fmt.prompt_ids(codec, t, 6)) for t in texts]
+    stop = (codec.code_end_token_id,) if codec.code_end_token_id is not None else ()
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> int:
+        async with sem:
+            request = GenerationRequest(f"alone-{seed}-{i}", prompts[i % len(prompts)], max_tokens, seed + i,
+                                        stop_token_ids=stop)
+            return sum([len(d.token_ids) async for d in engine.generate(request)])
+
+    started = time.time()
+    counts = await asyncio.gather(*(one(i) for i in range(requests)))
+    return {"tokens": sum(counts), "requests": requests, "started": started, "ended": time.time()}
+
+
+def engine_alone(solver: Solver, texts: list[str], requests: int, max_tokens: int, seed: int = 0) -> dict[str, Any]:
+    """``requests`` generation requests spread over the solver's engine actors, each kept as full as
+    the coordinator would keep it; tokens/s over the span from the first start to the last end."""
+    per = [requests // len(solver.engines) + (i < requests % len(solver.engines)) for i in range(len(solver.engines))]
+    runs = ray.get([e.run_on_engine.remote(_engine_alone, texts, n, max_tokens, depth, seed + 10**7 * i)
+                    for i, (e, depth, n) in enumerate(zip(solver.engines, solver.depths, per))])
+    wall = max(r["ended"] for r in runs) - min(r["started"] for r in runs)
+    tokens = sum(r["tokens"] for r in runs)
+    return {"requests": requests, "tokens": tokens, "wall_s": round(wall, 3), "tokens_per_s": round(tokens / wall, 1)}
+
+
+def solver_run(solver: Solver, problems: list[Problem], options: SolveOptions,
+               profile: bool = False) -> dict[str, Any]:
+    """The problems through the full solver; throughput and what it cost the coordinator."""
+    before = solver.stats()
+    if profile:
+        ray.get(solver.coordinator.profile.remote(True))
+    started = time.perf_counter()
+    results = list(solver.solve_iter(problems, options))
+    wall = time.perf_counter() - started
+    report = ray.get(solver.coordinator.profile.remote(False)) if profile else None
+    after = solver.stats()
+    c0, c1 = before["coordinator"], after["coordinator"]
+    samples = sum(r.samples_started for r in results)
+    tokens = sum(r.generated_tokens for r in results)
+    calls = (c1["run_calls"] - c0["run_calls"]) + (c1["cancel_calls"] - c0["cancel_calls"])
+    engine_cpu = sum(e1["cpu_s"] - e0["cpu_s"] for e0, e1 in zip(before["engines"], after["engines"]))
+    out = {
+        "problems": len(results), "samples": samples, "tokens": tokens, "wall_s": round(wall, 3),
+        "tokens_per_s": round(tokens / wall, 1), "problems_per_s": round(len(results) / wall, 2),
+        "samples_per_s": round(samples / wall, 1),
+        "ray_calls_per_sample": round(calls / max(1, samples), 3),  # coordinator -> engine actors
+        "coordinator_cpu_ms_per_sample": round(1000 * (c1["cpu_s"] - c0["cpu_s"]) / max(1, samples), 3),
+        "coordinator_cpu_share": round((c1["cpu_s"] - c0["cpu_s"]) / wall, 3),
+        "engine_actors_cpu_ms_per_sample": round(1000 * engine_cpu / max(1, samples), 3),
+        "sample_errors": sum(r.samples_failed for r in results),
+        "results": results,
+    }
+    if report is not None:
+        out["profile"] = report
+    return out
+
+
+def orchestration(cfg: SolverConfig, problems: list[Problem], samples: int, pool: int, max_tokens: int,
+                  profile: bool = False, warm_up: Callable[[Solver], None] | None = None) -> dict[str, Any]:
+    """Engine alone, full solver, engine alone, on the same actors; efficiency against the mean."""
+    options = SolveOptions(mode="pool", num_samples=samples, pool_size=pool, stop_policy="full")
+    texts = [p.text for p in problems[:64]]
+    with Solver(cfg) as solver:
+        (warm_up or (lambda s: s.warm_up(samples=min(samples, 8))))(solver)
+        requests = len(problems) * samples
+        first = engine_alone(solver, texts, requests, max_tokens, seed=1)
+        run = solver_run(solver, problems, options, profile=profile)
+        second = engine_alone(solver, texts, requests, max_tokens, seed=2)
+    alone = (first["tokens_per_s"] + second["tokens_per_s"]) / 2
+    run.pop("results")
+    return {"engines": cfg.engine.num_actors, "engine_alone": [first, second], "solver": run,
+            "efficiency": round(run["tokens_per_s"] / alone, 4)}
+
+
+def cancel_latency(cfg: SolverConfig, problems: list[Problem], samples: int, modes: dict[str, SolveOptions]
+                   ) -> dict[str, Any]:
+    """Settle-to-all-siblings-stopped latency per scheduling mode, on the same actors."""
+    out = {}
+    with Solver(cfg) as solver:
+        solver.warm_up(samples=min(samples, 8))
+        for name, options in modes.items():
+            ray.get(solver.coordinator.take_cancel_latencies.remote())
+            results = list(solver.solve_iter(problems, options))
+            stopped = ray.get(solver.coordinator.take_cancel_latencies.remote())
+            waits = [r.wall_s - r.settle_s for r in results if r.samples_cancelled > 0]
+            out[name] = {"problems": len(results), "with_siblings_cancelled": len(waits),
+                         "samples_cancelled": sum(r.samples_cancelled for r in results),
+                         "settle_to_stopped_ms": percentiles_ms(stopped),
+                         "settle_to_records_back_ms": percentiles_ms(waits)}
+    return out
+
+
+def scaling(make_config: Callable[[int], SolverConfig], counts: list[int], problems_per_actor: int, samples: int,
+            pool: int) -> list[dict[str, Any]]:
+    """Solver tokens/s with each engine-actor count (the work grows with the count) and the ratio
+    to ``count ×`` the one-actor figure."""
+    rows = []
+    for n in counts:
+        cfg = make_config(n)
+        with Solver(cfg) as solver:
+            solver.warm_up(samples=min(samples, 8))
+            run = solver_run(solver, bench_problems(problems_per_actor * n, f"scale{n}"),
+                             SolveOptions(mode="pool", num_samples=samples, pool_size=pool, stop_policy="full"))
+        run.pop("results")
+        rows.append({"engines": n, **run})
+    base = rows[0]["tokens_per_s"] / rows[0]["engines"]
+    for row in rows:
+        row["ratio_to_linear"] = round(row["tokens_per_s"] / (base * row["engines"]), 3)
+    return rows
+
+
+class Profiler:
+    """cProfile on/off inside an actor; ``stop`` gives the top functions by own and cumulative time."""
+
+    def __init__(self) -> None:
+        self._profile: cProfile.Profile | None = None
+
+    def set(self, on: bool) -> str | None:
+        if on:
+            self._profile = cProfile.Profile()
+            self._profile.enable()
+            return None
+        if self._profile is None:
+            return None
+        self._profile.disable()
+        buf = io.StringIO()
+        stats = pstats.Stats(self._profile, stream=buf)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(25)
+        self._profile = None
+        return buf.getvalue()
