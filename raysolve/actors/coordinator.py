@@ -134,6 +134,8 @@ class Coordinator:
         """Engines that did not come back within ``scheduling.engine_recovery_s``."""
         self._ticker: asyncio.Task | None = None
         self._wake_at = 0.0
+        self._with_deadline = 0
+        """Problems queued or active with a ``time_limit_s`` (the ticker looks for deadlines only then)."""
         self._ready: list[tuple[int, int]] = []
         """(activation number, problem key) of active problems that may be able to start a sample."""
         self._in_ready: set[int] = set()
@@ -271,7 +273,7 @@ class Coordinator:
                 modulus=o.modulus or cfg.modulus,
             ),
         )
-        return _Problem(
+        state = _Problem(
             key=template.run_key,
             problem=problem,
             num_samples=o.num_samples or cfg.scheduling.num_samples,
@@ -281,6 +283,8 @@ class Coordinator:
             mode=mode,
             deadline=None if o.time_limit_s is None else time.monotonic() + o.time_limit_s,
         )
+        self._with_deadline += state.deadline is not None
+        return state
 
     def _fill(self) -> None:
         """Start samples until every engine is at its depth or nothing can start."""
@@ -483,6 +487,7 @@ class Coordinator:
 
     def _finalize(self, state: _Problem, now: float) -> None:
         self.active.pop(state.key, None)
+        self._with_deadline -= state.deadline is not None
         decision = state.settled or Settled(None, "cancelled")
         gold = state.problem.answer
         start = state.started_at if state.started_at is not None else now
@@ -518,7 +523,7 @@ class Coordinator:
 
     def _ensure_ticker(self) -> None:
         running = self._ticker is not None and not self._ticker.done()
-        if running and time.monotonic() + self._next_tick_s() < self._wake_at:
+        if running and self._with_deadline and time.monotonic() + self._next_tick_s() < self._wake_at:
             self._ticker.cancel()  # a new deadline falls before the ticker wakes: restart it
             running = False
         if not running:
@@ -539,8 +544,9 @@ class Coordinator:
                     self._maybe_finalize(state)
             self._fill()
 
-
     def _next_tick_s(self) -> float:
+        if not self._with_deadline:  # batch work: no scan per sample
+            return _TICK_S
         deadlines = [s.deadline for q in (self.active.values(), self.urgent, self.queue) for s in q
                      if s.deadline is not None and s.settled is None]
         if not deadlines:
