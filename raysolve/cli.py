@@ -6,7 +6,8 @@ to ``--out`` and prints a summary; rerunning with the same ``--out`` resumes.
 ``raysolve aimo INPUT`` is competition mode: one problem at a time within a wall-clock
 budget (``raysolve.aimo``). ``raysolve serve`` runs the HTTP endpoint
 (``raysolve.serve``). ``raysolve engine build RECIPE`` builds a TensorRT-LLM engine
-(``raysolve.engines.recipes``). ``raysolve replay TRACES`` replays per-sample traces under stop
+(``raysolve.engines.recipes``). ``raysolve bench`` measures what the solver adds on top of
+its engines (``raysolve.orchestration_bench``). ``raysolve replay TRACES`` replays per-sample traces under stop
 policies and scheduling modes (``raysolve.replay``)."""
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ MODEL_BACKENDS = sorted(set(BACKENDS) - NOT_MODELS)  # not the test engine or th
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own flags, parsed there
+        from raysolve.orchestration_bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "solve":
@@ -112,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
         "build", help="follow a recipe's build: section (calibrate, quantize, build), printing each step")
     eb.add_argument("recipe", help="an engines/*.yaml file with a build: section")
     eb.add_argument("--dry-run", action="store_true", help="print the steps and check the inputs; run nothing")
+    sub.add_parser("bench", add_help=False,  # its own parser: raysolve.orchestration_bench
+                   help="orchestration benchmarks: engine alone vs solver, cancellation, scaling (--help)")
     r = sub.add_parser("replay", help="replay per-sample traces under stop policies and scheduling modes")
     r.add_argument("traces", help="per-sample traces: .jsonl[.gz]/.csv/.parquet (a run's samples.jsonl)")
     r.add_argument("--gold", help="problems file with gold answers (default: problems.jsonl beside the traces)")

@@ -119,3 +119,14 @@ def test_orchestration_benchmark_reports_efficiency_cancel_latency_and_scaling(r
     assert c["with_siblings_cancelled"] >= 5 and c["settle_to_stopped_ms"]["p50"] < 500
     rows = scaling(lambda n: config(n, rate=2_000), [1, 2], problems_per_actor=4, samples=4, pool=4)
     assert [row["engines"] for row in rows] == [1, 2] and rows[1]["ratio_to_linear"] > 0.5
+
+
+def test_raysolve_bench_has_its_own_flags():
+    from raysolve.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert exit_.value.code == 0
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--only", "nonsense"])
+    assert exit_.value.code == 2

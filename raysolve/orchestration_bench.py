@@ -1,0 +1,188 @@
+"""``raysolve bench``: what the solver adds on top of its engines (efficiency, the highest sample
+rate, cancellation, scaling). Also ``jobs/bench_orchestration.py``, for ``ray job submit``.
+
+    raysolve bench --out results/orchestration-cpu                             # the loadgen benchmark engine
+    raysolve bench --config engines/vllm-1gpu.yaml --only efficiency ...       # a real engine
+
+With no ``--config``, every engine actor is the ``loadgen`` BENCHMARK engine (a load
+generator emitting tokens at a set rate, with real cancellation), so the coordinator can
+be pushed to what fast GPU engines would produce on a small CPU machine. Sections, each
+measured side by side in this one run (``raysolve.benchmarks``):
+
+- ``efficiency``: for each ``ACTORSxTOKENS_PER_SxLENGTH`` load, engine alone vs full solver
+  on the same actors (early stopping off): solver tokens/s ÷ engine-alone tokens/s,
+  samples/s, Ray calls and coordinator CPU per sample; the coordinator's cProfile at the
+  heaviest load goes to ``OUT-profile.txt``;
+- ``cancel``: settle → every running sibling reported stopped, p50/p95, in pool and
+  launch-all scheduling (lengths spread so siblings are mid-generation at the settle);
+- ``scaling``: 1, 2, 4, 8 engine actors at a fixed rate each, the work growing with them;
+  throughput and its ratio to linear.
+
+Writes ``OUT.json`` (everything, with the command, machine and date), ``OUT.csv`` (one row
+per measurement) and ``OUT.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from raysolve.actors import SolveOptions
+from raysolve.benchmarks import bench_problems, cancel_latency, orchestration, scaling
+from raysolve.config import SolverConfig
+
+
+def loadgen_config(actors: int, rate: float, length: int, sigma: float = 0.0, code_share: float = 0.0,
+                   depth: int = 256) -> SolverConfig:
+    return SolverConfig.model_validate({
+        "engine": {"backend": "loadgen", "num_actors": actors, "num_cpus": 0.01, "options": {
+            "tokens_per_s": rate, "length_mean": length, "length_sigma": sigma, "code_share": code_share,
+            "max_concurrency": depth, "request_tokens_per_s": max(300.0, rate / depth * 4)}},
+        "budget": {"max_tokens": 4 * length + 256},
+        "num_sandbox_actors": 1,
+    })
+
+
+def parse_load(text: str) -> tuple[int, float, int]:
+    a, r, l = text.lower().split("x")
+    return int(a), float(r), int(l)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="raysolve bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", help="a real engine's SolverConfig (default: the loadgen benchmark engine)")
+    p.add_argument("--only", action="append", choices=["efficiency", "cancel", "scaling"])
+    p.add_argument("--loads", default="1x20000x512,4x20000x2048,16x20000x2048,16x20000x512",
+                   help="ACTORSxTOKENS_PER_SxLENGTH, comma-separated")
+    p.add_argument("--seconds", type=float, default=20.0, help="target length of each solver run")
+    p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--code-share", type=float, default=0.0, help="loadgen: share of samples calling the sandbox")
+    p.add_argument("--scaling", default="1,2,4,8")
+    p.add_argument("--scaling-rate", type=float, default=4000.0)
+    p.add_argument("--problems", type=int, default=200, help="--config runs and cancel runs: problems")
+    p.add_argument("--out", default="results/orchestration-cpu")
+    args = p.parse_args(argv)
+    sections = args.only or ["efficiency", "cancel", "scaling"]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, object_store_memory=2 * 10**9)
+    report: dict[str, Any] = {
+        "command": "raysolve bench " + " ".join(sys.argv[1:] if argv is None else argv), "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+                   + (f", {os.environ['RAYSOLVE_GPU_NAME']}" if os.environ.get("RAYSOLVE_GPU_NAME") else ""),
+        "engine": args.config or "loadgen (benchmark engine)", "samples_per_problem": args.samples,
+    }
+    rows: list[dict[str, Any]] = []
+    started = time.time()
+    if "efficiency" in sections:
+        report["efficiency"] = []
+        loads = [None] if args.config else [parse_load(x) for x in args.loads.split(",")]
+        heaviest = max(loads, key=lambda x: x[0] * x[1] / x[2]) if not args.config else None
+        for load in loads:
+            if load is None:
+                cfg, n_problems, max_tokens, label = SolverConfig.load(args.config), args.problems, 4096, "config"
+            else:
+                actors, rate, length = load
+                cfg = loadgen_config(actors, rate, length, code_share=args.code_share)
+                # enough problems for about --seconds of engine time
+                n_problems = max(actors * 2, int(args.seconds * actors * rate / length / args.samples))
+                max_tokens, label = 4 * length + 256, f"{actors}x{rate:g}x{length}"
+            r = orchestration(cfg, bench_problems(n_problems, "eff"), args.samples, args.samples, max_tokens,
+                              profile=load == heaviest)
+            profile = r["solver"].pop("profile", None)
+            if profile:
+                Path(f"{out}-profile.txt").write_text(f"coordinator cProfile at load {label}\n\n{profile}")
+            r["load"] = label
+            report["efficiency"].append(r)
+            rows.append({"section": "efficiency", "load": label, "efficiency": r["efficiency"],
+                         **{k: v for k, v in r["solver"].items()},
+                         "engine_alone_tokens_per_s": r["engine_alone"][0]["tokens_per_s"]})
+            print(f"efficiency {label}: {r['efficiency']:.3f} (solver {r['solver']['tokens_per_s']:.0f} tok/s, "
+                  f"{r['solver']['samples_per_s']:.0f} samples/s, coordinator "
+                  f"{r['solver']['coordinator_cpu_ms_per_sample']:.2f} ms CPU/sample)", flush=True)
+    if "cancel" in sections:
+        cfg = SolverConfig.load(args.config) if args.config else loadgen_config(2, 20000, 512, sigma=0.6)
+        modes = {
+            "pool:4": SolveOptions(mode="pool", num_samples=args.samples, pool_size=4, stop_policy="unbeatable|beta:0.95:min=3"),
+            "launch-all": SolveOptions(mode="launch-all", num_samples=args.samples, stop_policy="unbeatable|beta:0.95:min=3"),
+        }
+        report["cancel"] = cancel_latency(cfg, bench_problems(args.problems, "cancel"), args.samples, modes)
+        for mode, r in report["cancel"].items():
+            rows.append({"section": "cancel", "load": mode, **r["settle_to_stopped_ms"],
+                         "problems": r["problems"], "samples_cancelled": r["samples_cancelled"]})
+            print(f"cancel {mode}: settle -> all siblings stopped {r['settle_to_stopped_ms']}", flush=True)
+    if "scaling" in sections and not args.config:
+        counts = [int(x) for x in args.scaling.split(",")]
+        per_actor = max(4, int(args.seconds * args.scaling_rate / 512 / args.samples))
+        report["scaling"] = scaling(lambda n: loadgen_config(n, args.scaling_rate, 512), counts, per_actor,
+                                    args.samples, args.samples)
+        for r in report["scaling"]:
+            rows.append({"section": "scaling", "load": f"{r['engines']}x{args.scaling_rate:g}x512", **r})
+            print(f"scaling {r['engines']} actors: {r['tokens_per_s']:.0f} tok/s, {r['ratio_to_linear']:.3f} of linear",
+                  flush=True)
+    ray.shutdown()
+    report["bench_s"] = round(time.time() - started, 1)
+    named = lambda ext: out.parent / f"{out.name}.{ext}"  # noqa: E731
+    named("json").write_text(json.dumps(report, indent=1) + "\n")
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with named("csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    plot(report, named("png"))
+    print(f"written {named('json')}, .csv, .png in {report['bench_s']:.0f} s")
+    return 0
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [k for k in ("efficiency", "cancel", "scaling") if k in report]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        if key == "efficiency":
+            labels = [r["load"] for r in report[key]]
+            ax.bar(labels, [r["efficiency"] for r in report[key]])
+            ax.axhline(0.95, color="r", lw=1, ls="--")
+            ax.set_ylim(0, 1.1)
+            ax.set_title("solver ÷ engine alone (tokens/s)", fontsize=9)
+            for i, r in enumerate(report[key]):
+                ax.annotate(f"{r['efficiency']:.3f}\n{r['solver']['samples_per_s']:.0f} smp/s", (i, r["efficiency"]),
+                            ha="center", va="bottom", fontsize=7)
+        elif key == "cancel":
+            modes = list(report[key])
+            for j, q in enumerate(("p50", "p95")):
+                ax.bar([i + 0.4 * j for i in range(len(modes))],
+                       [report[key][m]["settle_to_stopped_ms"].get(q, 0) for m in modes], 0.4, label=q)
+            ax.set_xticks([i + 0.2 for i in range(len(modes))], modes)
+            ax.axhline(20, color="r", lw=1, ls="--")
+            ax.set_title("settle → all siblings stopped (ms)", fontsize=9)
+            ax.legend(fontsize=7)
+        else:
+            n = [r["engines"] for r in report[key]]
+            ax.plot(n, [r["tokens_per_s"] for r in report[key]], "o-", label="solver")
+            ax.plot(n, [report[key][0]["tokens_per_s"] / n[0] * x for x in n], "k--", lw=1, label="linear")
+            ax.set_xlabel("engine actors")
+            ax.set_title("scaling (tokens/s)", fontsize=9)
+            ax.legend(fontsize=7)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{report['engine']} — {report['machine']} — {report['date']}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
