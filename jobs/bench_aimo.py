@@ -112,12 +112,13 @@ def main() -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    with out.with_suffix(".csv").open("w", newline="") as f:
+    named = lambda ext: out.parent / f"{out.name}.{ext}"  # noqa: E731  (not with_suffix: a dot in the name)
+    named("json").write_text(json.dumps(report, indent=1) + "\n")
+    with named("csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    plot(report, out.with_suffix(".png"))
+    plot(report, named("png"))
     print(f"written {out}.json, .csv, .png in {report['bench_s']:.0f} s")
     return 0
 

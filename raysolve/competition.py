@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from raysolve.answers import apply_modulus, is_correct
 from raysolve.budget import BudgetPolicy, Outcome, ProblemPlan
-from raysolve.output import read_rows
+from raysolve.output import read_rows, rewrite_rows
 from raysolve.problems import Problem
 from raysolve.records import ProblemResult
 
@@ -227,8 +227,8 @@ class CompetitionLog:
         done = {r["id"] for r in self.previous}
         # Keep what is complete (a torn line or an unfinished problem's samples are dropped),
         # through a temp file, so a crash here loses nothing either.
-        _replace(problems, self.previous)
-        _replace(samples, [r for r in read_rows(samples) if r["problem_id"] in done] if resume else [])
+        rewrite_rows(problems, self.previous)
+        rewrite_rows(samples, [r for r in read_rows(samples) if r["problem_id"] in done] if resume else [])
         self._problems = problems.open("a", encoding="utf-8")
         self._samples = samples.open("a", encoding="utf-8")
 
@@ -265,12 +265,6 @@ class CompetitionLog:
     def _flush(self) -> None:
         self._problems.flush()
         self._samples.flush()
-
-
-def _replace(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
 
 
 def plot_times(rows: list[dict[str, Any]], path: Path, summary: dict[str, Any]) -> Path | None:

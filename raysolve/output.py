@@ -192,8 +192,8 @@ class ResultWriter:
             self.previous.add(row)
         self.previous.resumed_problems = self.previous.problems
         journal = {str(row["problem_id"]) for row in kept}
-        _rewrite(self.problems_path, kept)
-        _rewrite(self.samples_path, [r for r in _valid_rows(self.samples_path) if str(r.get("problem_id")) in journal])
+        rewrite_rows(self.problems_path, kept)
+        rewrite_rows(self.samples_path, [r for r in _valid_rows(self.samples_path) if str(r.get("problem_id")) in journal])
         return in_shards | journal
 
 
@@ -283,9 +283,9 @@ def _valid_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _rewrite(path: Path, rows: list[dict[str, Any]]) -> None:
-    if not path.exists():
-        return
+def rewrite_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace a JSONL file with ``rows`` through a temp file and a rename, so a crash leaves
+    the old file or the new one, never half of either (the file is created if missing)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)

@@ -357,7 +357,7 @@ async def _drain(out: Any, timeout_s: float = 30.0) -> None:
 
     try:
         await asyncio.wait_for(read(), timeout_s)
-    except (asyncio.TimeoutError, Exception):  # a dead executor: nothing left to release here
+    except Exception:  # a timeout or a dead executor: nothing left to release here
         pass
 
 
