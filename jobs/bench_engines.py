@@ -30,29 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from raysolve.actors import SolveOptions
 from raysolve.config import SolverConfig
 from raysolve.problems import Fields, Problem, load_problems
 from raysolve.timing import percentile
-
-
-def parse_engine(spec: str) -> tuple[str, SolverConfig, dict[str, Any]]:
-    """``NAME=CONFIG[,a.b.c=value ...]``: a config file plus overrides (values parsed as YAML)."""
-    name, _, rest = spec.partition("=")
-    path, *overrides = rest.split(",")
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    data.pop("build", None)
-    applied = {}
-    for item in overrides:
-        key, _, value = item.partition("=")
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = applied[key] = yaml.safe_load(value)
-    return name, SolverConfig.model_validate(data), {"config": path, "overrides": applied}
 
 
 def measure(name: str, cfg: SolverConfig, problems: list[Problem], samples: int, pool: int) -> dict[str, Any]:
@@ -144,7 +125,7 @@ def main() -> int:
     import ray
 
     problems = [x for x in load_problems(args.problems, Fields()) if isinstance(x, Problem)][: args.limit]
-    engines = [parse_engine(spec) for spec in args.engine]
+    engines = [SolverConfig.from_spec(spec) for spec in args.engine]
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=2 * 10**9)
     started = time.time()

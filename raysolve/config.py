@@ -141,12 +141,37 @@ class SolverConfig(_Strict):
     """Override of the user prompt (fields ``{problem}`` and ``{max_code_calls}``)."""
 
     @classmethod
-    def load(cls, path: str | Path) -> "SolverConfig":
+    def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "SolverConfig":
+        """A YAML config file; ``overrides`` maps dotted keys (``engine.options.dtype``) to values."""
         import yaml
 
         data = yaml.safe_load(Path(path).read_text()) or {}
         data.pop("build", None)  # an engine recipe's build section (raysolve engine build)
+        for key, value in (overrides or {}).items():
+            node = data
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
         return cls.model_validate(data)
+
+    @classmethod
+    def from_spec(cls, spec: str) -> tuple[str, "SolverConfig", dict[str, Any]]:
+        """``NAME=CONFIG[,a.b.c=value ...]`` (values parsed as YAML), as the benchmarks take engines:
+        the name, the config, and ``{"config": CONFIG, "overrides": {...}}`` for their reports."""
+        import yaml
+
+        name, _, rest = spec.partition("=")
+        path, *items = rest.split(",")
+        if not name or not path:
+            raise ValueError(f"engine spec {spec!r}: expected NAME=CONFIG[,dotted.key=value ...]")
+        overrides = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"engine spec {spec!r}: {item!r} is not dotted.key=value")
+            overrides[key] = yaml.safe_load(value)
+        return name, cls.load(path, overrides), {"config": path, "overrides": overrides}
 
     def prompt_format(self) -> PromptFormat:
         kwargs: dict[str, Any] = {"max_output_chars": self.budget.max_output_chars}

@@ -2,9 +2,9 @@
 rate, cancellation, scaling). Also ``jobs/bench_orchestration.py``, for ``ray job submit``.
 
     raysolve bench --out results/orchestration-cpu                             # the loadgen benchmark engine
-    raysolve bench --config engines/vllm-1gpu.yaml --only efficiency ...       # a real engine
+    raysolve bench --engine vllm=engines/vllm-1gpu.yaml,engine.options.model=M --tool-share 0.3  # real engines
 
-With no ``--config``, every engine actor is the ``loadgen`` BENCHMARK engine (a load
+With no ``--engine``, every engine actor is the ``loadgen`` BENCHMARK engine (a load
 generator emitting tokens at a set rate, with real cancellation), so the coordinator can
 be pushed to what fast GPU engines would produce on a small CPU machine. Sections, each
 measured side by side in this one run (``raysolve.benchmarks``):
@@ -17,6 +17,15 @@ measured side by side in this one run (``raysolve.benchmarks``):
   launch-all scheduling (lengths spread so siblings are mid-generation at the settle);
 - ``scaling``: 1, 2, 4, 8 engine actors at a fixed rate each, the work growing with them;
   throughput and its ratio to linear.
+
+With ``--engine NAME=CONFIG[,dotted.key=value ...]`` (repeatable) the efficiency and cancel
+sections run on real engines instead, one config after another on the same problems; each
+gets ``--problems`` problems per GPU it holds, and ``relative_to_first`` compares its solver
+throughput with the first config's (e.g. one actor vs two tp=1 actors vs one tp=2 actor).
+``--tool-share`` makes that share of samples call the sandbox mid-generation: loadgen writes
+the calls itself; a real engine is wrapped in the ``toolmix`` BENCHMARK wrapper, which
+appends a code call after ``--tool-after`` tokens (models with random weights never write
+code) and whose appended tokens are not counted as generated.
 
 Writes ``OUT.json`` (everything, with the command, machine and date), ``OUT.csv`` (one row
 per measurement) and ``OUT.png``.
@@ -37,7 +46,7 @@ from typing import Any
 import ray
 
 from raysolve.actors import SolveOptions
-from raysolve.benchmarks import bench_problems, cancel_latency, orchestration, scaling
+from raysolve.benchmarks import bench_problems, cancel_latency, orchestration, scaling, with_tool_calls
 from raysolve.config import SolverConfig
 
 
@@ -59,19 +68,34 @@ def parse_load(text: str) -> tuple[int, float, int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="raysolve bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", help="a real engine's SolverConfig (default: the loadgen benchmark engine)")
+    p.add_argument("--engine", action="append", default=[], metavar="NAME=CONFIG[,dotted.key=value ...]",
+                   help="a real engine's solver config with overrides, repeatable (default: the loadgen "
+                        "benchmark engine at --loads); efficiency and cancel sections only")
     p.add_argument("--only", action="append", choices=["efficiency", "cancel", "scaling"])
     p.add_argument("--loads", default="1x20000x512,4x20000x2048,16x20000x2048,16x20000x512",
-                   help="ACTORSxTOKENS_PER_SxLENGTH, comma-separated")
-    p.add_argument("--seconds", type=float, default=20.0, help="target length of each solver run")
+                   help="loadgen: ACTORSxTOKENS_PER_SxLENGTH, comma-separated")
+    p.add_argument("--seconds", type=float, default=20.0, help="loadgen: target length of each solver run")
     p.add_argument("--samples", type=int, default=16)
-    p.add_argument("--code-share", type=float, default=0.0, help="loadgen: share of samples calling the sandbox")
+    p.add_argument("--tool-share", type=float, default=0.0,
+                   help="share of samples calling the sandbox mid-generation (real engines: the toolmix "
+                        "benchmark wrapper injects the calls)")
+    p.add_argument("--tool-after", type=int, default=256, help="real engines: tokens generated before the call")
     p.add_argument("--scaling", default="1,2,4,8")
     p.add_argument("--scaling-rate", type=float, default=4000.0)
-    p.add_argument("--problems", type=int, default=200, help="--config runs and cancel runs: problems")
+    p.add_argument("--problems", type=int, default=200,
+                   help="cancel runs, and real engines' runs per GPU (or per actor without GPUs)")
     p.add_argument("--out", default="results/orchestration-cpu")
+    p.add_argument("--plot", metavar="OUT.json", help="only draw OUT.png from a report written earlier")
     args = p.parse_args(argv)
-    sections = args.only or ["efficiency", "cancel", "scaling"]
+    if args.plot:
+        report_path = Path(args.plot)
+        plot(json.loads(report_path.read_text()), report_path.parent / f"{report_path.stem}.png")
+        return 0
+    sections = args.only or (["efficiency", "cancel"] if args.engine else ["efficiency", "cancel", "scaling"])
+    engines = [SolverConfig.from_spec(spec) for spec in args.engine]
+    if args.tool_share:
+        engines = [(name, with_tool_calls(cfg, args.tool_share, args.tool_after), meta)
+                   for name, cfg, meta in engines]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, object_store_memory=2 * 10**9)
@@ -79,38 +103,32 @@ def main(argv: list[str] | None = None) -> int:
         "command": "raysolve bench " + " ".join(sys.argv[1:] if argv is None else argv), "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
                    + (f", {os.environ['RAYSOLVE_GPU_NAME']}" if os.environ.get("RAYSOLVE_GPU_NAME") else ""),
-        "engine": args.config or "loadgen (benchmark engine)", "samples_per_problem": args.samples,
+        "engine": ", ".join(name for name, _, _ in engines) or "loadgen (benchmark engine)",
+        "samples_per_problem": args.samples, "tool_share": args.tool_share,
     }
     rows: list[dict[str, Any]] = []
     started = time.time()
     if "efficiency" in sections:
         report["efficiency"] = []
-        loads = [None] if args.config else [parse_load(x) for x in args.loads.split(",")]
-        heaviest = max(loads, key=lambda x: x[0] * x[1] / x[2]) if not args.config else None
-        for load in loads:
-            if load is None:
-                cfg, n_problems, max_tokens, label = SolverConfig.load(args.config), args.problems, 4096, "config"
-            else:
-                actors, rate, length = load
-                cfg = loadgen_config(actors, rate, length, code_share=args.code_share)
-                # enough problems for about --seconds of engine time
-                n_problems = max(actors * 2, int(args.seconds * actors * rate / length / args.samples))
-                max_tokens, label = 4 * length + 256, f"{actors}x{rate:g}x{length}"
-            r = orchestration(cfg, bench_problems(n_problems, "eff"), args.samples, args.samples, max_tokens,
-                              profile=load == heaviest)
-            profile = r["solver"].pop("profile", None)
-            if profile:
-                Path(f"{out}-profile.txt").write_text(f"coordinator cProfile at load {label}\n\n{profile}")
+        for label, cfg, n_problems, profile in _efficiency_runs(args, engines):
+            r = orchestration(cfg, bench_problems(n_problems, "eff"), args.samples, args.samples, profile=profile)
+            text = r["solver"].pop("profile", None)
+            if text:
+                Path(f"{out}-profile.txt").write_text(f"coordinator cProfile at load {label}\n\n{text}")
             r["load"] = label
+            first = report["efficiency"][0]["solver"]["tokens_per_s"] if report["efficiency"] else None
+            r["relative_to_first"] = round(r["solver"]["tokens_per_s"] / first, 3) if first else 1.0
             report["efficiency"].append(r)
             rows.append({"section": "efficiency", "load": label, "efficiency": r["efficiency"],
-                         **{k: v for k, v in r["solver"].items()},
+                         "relative_to_first": r["relative_to_first"], **r["solver"],
                          "engine_alone_tokens_per_s": r["engine_alone"][0]["tokens_per_s"]})
             print(f"efficiency {label}: {r['efficiency']:.3f} (solver {r['solver']['tokens_per_s']:.0f} tok/s, "
-                  f"{r['solver']['samples_per_s']:.0f} samples/s, coordinator "
-                  f"{r['solver']['coordinator_cpu_ms_per_sample']:.2f} ms CPU/sample)", flush=True)
+                  f"{r['solver']['samples_per_s']:.1f} samples/s, coordinator "
+                  f"{r['solver']['coordinator_cpu_ms_per_sample']:.2f} ms CPU/sample, "
+                  f"{r['relative_to_first']:.3f}x the first)", flush=True)
+            _write(out, report, rows, started)  # a run cut short keeps what it measured
     if "cancel" in sections:
-        cfg = SolverConfig.load(args.config) if args.config else loadgen_config(2, 20000, 512, sigma=0.6)
+        cfg = engines[0][1] if engines else loadgen_config(2, 20000, 512, sigma=0.6)
         modes = {
             "pool:4": SolveOptions(mode="pool", num_samples=args.samples, pool_size=4, stop_policy="unbeatable|beta:0.95:min=3"),
             "launch-all": SolveOptions(mode="launch-all", num_samples=args.samples, stop_policy="unbeatable|beta:0.95:min=3"),
@@ -120,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"section": "cancel", "load": mode, **r["settle_to_stopped_ms"],
                          "problems": r["problems"], "samples_cancelled": r["samples_cancelled"]})
             print(f"cancel {mode}: settle -> all siblings stopped {r['settle_to_stopped_ms']}", flush=True)
-    if "scaling" in sections and not args.config:
+        _write(out, report, rows, started)
+    if "scaling" in sections and not engines:
         counts = [int(x) for x in args.scaling.split(",")]
         per_actor = max(4, int(args.seconds * args.scaling_rate / 512 / args.samples))
         report["scaling"] = scaling(lambda n: loadgen_config(n, args.scaling_rate, 512), counts, per_actor,
@@ -130,6 +149,34 @@ def main(argv: list[str] | None = None) -> int:
             print(f"scaling {r['engines']} actors: {r['tokens_per_s']:.0f} tok/s, {r['ratio_to_linear']:.3f} of linear",
                   flush=True)
     ray.shutdown()
+    _write(out, report, rows, started)
+    print(f"written {out.parent / out.name}.json, .csv, .png in {report['bench_s']:.0f} s")
+    return 0
+
+
+def _efficiency_runs(args: argparse.Namespace, engines: list[tuple[str, SolverConfig, dict[str, Any]]]
+                     ) -> list[tuple[str, SolverConfig, int, bool]]:
+    """(label, config, problems, profile?) for each efficiency measurement."""
+    if engines:
+        runs = []
+        for name, cfg, _ in engines:
+            actors = cfg.engine.num_actors if isinstance(cfg.engine.num_actors, int) else 1
+            units = actors * max(1, int(cfg.engine.num_gpus or 0))  # the work grows with the GPUs
+            runs.append((name, cfg, args.problems * units, False))
+        return runs
+    loads = [parse_load(x) for x in args.loads.split(",")]
+    heaviest = max(loads, key=lambda x: x[0] * x[1] / x[2])
+    runs = []
+    for actors, rate, length in loads:
+        cfg = loadgen_config(actors, rate, length, code_share=args.tool_share)
+        # enough problems for about --seconds of engine time
+        n_problems = max(actors * 2, int(args.seconds * actors * rate / length / args.samples))
+        runs.append((f"{actors}x{rate:g}x{length}", cfg, n_problems, (actors, rate, length) == heaviest))
+    return runs
+
+
+def _write(out: Path, report: dict[str, Any], rows: list[dict[str, Any]], started: float) -> None:
+    """``OUT.json``, ``OUT.csv`` and ``OUT.png`` with what has been measured so far."""
     report["bench_s"] = round(time.time() - started, 1)
     named = lambda ext: out.parent / f"{out.name}.{ext}"  # noqa: E731
     named("json").write_text(json.dumps(report, indent=1) + "\n")
@@ -138,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    plot(report, named("png"))
-    print(f"written {named('json')}, .csv, .png in {report['bench_s']:.0f} s")
-    return 0
+    try:
+        plot(report, named("png"))
+    except ImportError:  # e.g. a GPU image without matplotlib: ``--plot OUT.json`` redraws it elsewhere
+        print("matplotlib is not installed: no PNG", flush=True)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -149,13 +197,23 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [k for k in ("efficiency", "cancel", "scaling") if k in report]
+    panels = [k for k in ("efficiency", "throughput", "cancel", "scaling")
+              if k in report or (k == "throughput" and report.get("efficiency"))]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
     for ax, key in zip(axes[0], panels):
-        if key == "efficiency":
+        if key == "throughput":  # engine alone (mean of before and after) vs solver, side by side
+            runs = report["efficiency"]
+            xs = range(len(runs))
+            alone = [sum(a["tokens_per_s"] for a in r["engine_alone"]) / len(r["engine_alone"]) for r in runs]
+            ax.bar([x - 0.2 for x in xs], alone, 0.4, label="engine alone")
+            ax.bar([x + 0.2 for x in xs], [r["solver"]["tokens_per_s"] for r in runs], 0.4, label="full solver")
+            ax.set_xticks(list(xs), [r["load"] for r in runs])
+            ax.set_title("tokens/s", fontsize=9)
+            ax.legend(fontsize=7)
+        elif key == "efficiency":
             labels = [r["load"] for r in report[key]]
             ax.bar(labels, [r["efficiency"] for r in report[key]])
-            ax.axhline(0.95, color="r", lw=1, ls="--")
+            ax.axhline(0.95 if report["engine"].startswith("loadgen") else 0.97, color="r", lw=1, ls="--")
             ax.set_ylim(0, 1.1)
             ax.set_title("solver ÷ engine alone (tokens/s)", fontsize=9)
             for i, r in enumerate(report[key]):

@@ -75,6 +75,18 @@ def test_every_engine_recipe_is_a_valid_config(recipe):
     getattr(__import__(module, fromlist=[config_name]), config_name)(**cfg.engine.options)  # options are valid
 
 
+def test_a_benchmark_engine_spec_is_a_config_file_with_dotted_overrides():
+    from raysolve.config import SolverConfig
+
+    name, cfg, meta = SolverConfig.from_spec(
+        f"tp2={ROOT / 'engines' / 'vllm-1gpu.yaml'},engine.num_gpus=2,engine.options.dtype=float16,budget.max_tokens=512")
+    assert name == "tp2" and cfg.engine.num_gpus == 2 and cfg.engine.options["dtype"] == "float16"
+    assert cfg.budget.max_tokens == 512 and cfg.engine.options["max_num_seqs"] == 256  # the rest from the file
+    assert meta["overrides"] == {"engine.num_gpus": 2, "engine.options.dtype": "float16", "budget.max_tokens": 512}
+    with pytest.raises(ValueError, match="dotted.key=value"):
+        SolverConfig.from_spec(f"x={ROOT / 'engines' / 'vllm-1gpu.yaml'},engine.num_gpus")
+
+
 def test_gpu_flags_build_the_placement_config():
     from raysolve.cli import _parser, build_config
 

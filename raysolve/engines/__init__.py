@@ -19,11 +19,13 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
     "vllm": ("raysolve.engines.vllm", "VLLMEngine", "VLLMEngineConfig"),
     "trtllm": ("raysolve.engines.trtllm", "TRTLLMEngine", "TRTLLMEngineConfig"),
     "loadgen": ("raysolve.engines.loadgen", "LoadGenEngine", "LoadGenConfig"),
+    "toolmix": ("raysolve.engines.toolmix", "ToolMixEngine", "ToolMixConfig"),
 }
 """backend name -> (module, engine class, config dataclass). ``scripted`` is the TEST engine and
-``loadgen`` the BENCHMARK engine (a load generator): neither is a model backend."""
+``loadgen`` the BENCHMARK engine (a load generator), ``toolmix`` a BENCHMARK wrapper that puts code
+calls into a real engine's samples: none of them is a model backend."""
 
-NOT_MODELS = frozenset({"scripted", "loadgen"})
+NOT_MODELS = frozenset({"scripted", "loadgen", "toolmix"})
 
 
 def make_engine(backend: str, **options: Any) -> Engine:
