@@ -1,7 +1,9 @@
 """Orchestration benchmarks: what the solver adds on top of its engines (``raysolve bench``).
 
 - ``orchestration``: on the same engine actors, the engine alone (requests straight into
-  each actor's engine, as many in flight as the coordinator keeps there) and the full solver
+  each actor's engine, as many in flight as the coordinator keeps there, doing the same
+  segments as the samples: a code call is followed by a continuation request with a
+  stand-in output block, so the prompts the engine sees match) and the full solver
   (coordinator, Ray calls, tool loop, voting; early stopping off) measured in one run:
   *orchestration efficiency* = solver tokens/s ÷ engine-alone tokens/s, plus problems/s,
   samples/s, Ray calls per sample and coordinator CPU per sample. The engine-alone run is
@@ -53,35 +55,61 @@ def bench_problems(count: int, tag: str = "bench") -> list[Problem]:
 
 async def _engine_alone(engine: Any, codec: Any, fmt: Any, texts: list[str], requests: int, max_tokens: int,
                         concurrency: int, seed: int) -> dict[str, Any]:
-    """Runs on an engine actor: ``requests`` requests over ``texts``, ``concurrency`` at a time."""
+    """Runs on an engine actor: ``requests`` samples over ``texts``, ``concurrency`` at a time, each
+    doing the engine work the tool loop would ask for: a segment that ends on the code-end token is
+    continued with a stand-in output block appended (no sandbox), within the same token budget."""
     import asyncio
 
     from raysolve.engines.base import GenerationRequest
+    from raysolve.tir import SampleSettings
 
     prompts = [tuple(fmt.prompt_ids(codec, t, 6)) for t in texts]
-    stop = (codec.code_end_token_id,) if codec.code_end_token_id is not None else ()
+    end = codec.code_end_token_id
+    stop = (end,) if end is not None else ()
+    calls_allowed = SampleSettings().max_code_calls
     sem = asyncio.Semaphore(concurrency)
+    injected_before = engine.stats().get("injected_tokens", 0)
 
-    async def one(i: int) -> int:
+    async def one(i: int) -> tuple[int, int]:
         async with sem:
-            request = GenerationRequest(f"alone-{seed}#{i}", prompts[i % len(prompts)], max_tokens, seed + i,
-                                        stop_token_ids=stop)
-            return sum([len(d.token_ids) async for d in engine.generate(request)])
+            context, used, generated, calls = list(prompts[i % len(prompts)]), 0, 0, 0
+            while used < max_tokens:
+                # named like a sample's segments, so a toolmix engine picks the same share
+                request = GenerationRequest(f"alone-{seed}#{i}/{calls}", tuple(context), max_tokens - used, seed + i,
+                                            stop_token_ids=stop)
+                ids, last = [], None
+                async for delta in engine.generate(request):
+                    ids.extend(delta.token_ids)
+                    last = delta
+                context += ids
+                used += len(ids)
+                generated += len(ids)
+                if last is None or last.finish_reason != "stop" or end is None or last.stop != end:
+                    break
+                calls += 1
+                block = codec.encode(fmt.output_block("0" * 5, calls_allowed - calls))
+                context += block
+                used += len(block)
+            return generated, calls
 
     started = time.time()
-    counts = await asyncio.gather(*(one(i) for i in range(requests)))
-    return {"tokens": sum(counts), "requests": requests, "started": started, "ended": time.time()}
+    done = await asyncio.gather(*(one(i) for i in range(requests)))
+    injected = engine.stats().get("injected_tokens", 0) - injected_before  # appended, not generated
+    return {"tokens": sum(g for g, _ in done) - int(injected), "code_calls": sum(c for _, c in done),
+            "requests": requests, "started": started, "ended": time.time()}
 
 
 def engine_alone(solver: Solver, texts: list[str], requests: int, max_tokens: int, seed: int = 0) -> dict[str, Any]:
-    """``requests`` generation requests spread over the solver's engine actors, each kept as full as
-    the coordinator would keep it; tokens/s over the span from the first start to the last end."""
+    """``requests`` samples' engine work spread over the solver's engine actors, each kept as full
+    as the coordinator would keep it, with no Ray call, coordinator, tool loop or sandbox in the
+    way; tokens/s over the span from the first start to the last end."""
     per = [requests // len(solver.engines) + (i < requests % len(solver.engines)) for i in range(len(solver.engines))]
     runs = ray.get([e.run_on_engine.remote(_engine_alone, texts, n, max_tokens, depth, seed + 10**7 * i)
                     for i, (e, depth, n) in enumerate(zip(solver.engines, solver.depths, per))])
     wall = max(r["ended"] for r in runs) - min(r["started"] for r in runs)
     tokens = sum(r["tokens"] for r in runs)
-    return {"requests": requests, "tokens": tokens, "wall_s": round(wall, 3), "tokens_per_s": round(tokens / wall, 1)}
+    return {"requests": requests, "tokens": tokens, "code_calls": sum(r["code_calls"] for r in runs),
+            "wall_s": round(wall, 3), "tokens_per_s": round(tokens / wall, 1)}
 
 
 def solver_run(solver: Solver, problems: list[Problem], options: SolveOptions,
@@ -116,6 +144,7 @@ def solver_run(solver: Solver, problems: list[Problem], options: SolveOptions,
         "samples_calling_code": sum(1 for s in records if s.code_calls),
         "code_calls": sum(s.code_calls for s in records),
         "tool_ms_per_call": round(1000 * sum(s.tool_s for s in records) / max(1, sum(s.code_calls for s in records)), 2),
+        "tool_ms_per_sample_calling": percentiles_ms(s.tool_s for s in records if s.code_calls),
         "results": results,
     }
     if report is not None:

@@ -66,10 +66,12 @@ class Solver:
         return ray.get(self.coordinator.solve.remote(problem, options))
 
     def warm_up(self, samples: int = 8, time_limit_s: float = 60.0, max_tokens: int | None = None) -> float:
-        """Solve one short problem so that the first real one does not pay first-call costs
-        (about 2 s on the tiny CPU engine: kernel set-up, the sandbox's first sessions).
+        """Start every sandbox actor's workers and solve one short problem, so that the first real
+        one does not pay first-call costs (about 2 s on the tiny CPU engine: kernel set-up, the
+        sandbox's first sessions).
         Returns the seconds it took."""
         started = time.perf_counter()
+        ray.get([sandbox.warm_up.remote() for sandbox in self.sandboxes])  # the model may write no code
         problem = Problem("raysolve-warm-up", "Compute 17 * 23 + 5 with Python.")
         self.solve(problem, SolveOptions(mode="launch-all", num_samples=samples, stop_policy="full",
                                          time_limit_s=time_limit_s, max_tokens=max_tokens))

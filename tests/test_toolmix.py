@@ -16,6 +16,7 @@ from raysolve.engines.toolmix import ToolMixEngine
 ANSWER_TAIL = " The answer is \\boxed{7}."
 LENGTH = 100
 SCRIPTED = {"tokens_per_s": 1e6, "tokens_per_delta": 16}
+EXACT = {"after_tokens": 30, "after_spread": 0.0}  # every call after exactly 30 tokens
 
 
 def test_a_chosen_sample_calls_the_sandbox_after_the_set_tokens_and_goes_on():
@@ -23,7 +24,7 @@ def test_a_chosen_sample_calls_the_sandbox_after_the_set_tokens_and_goes_on():
     from raysolve.sandbox import LocalSandbox, SandboxConfig
     from raysolve.tir import SampleSettings, SampleSpec, run_sample
 
-    engine = make_engine("toolmix", inner="scripted", inner_options=SCRIPTED, share=1.0, after_tokens=30)
+    engine = make_engine("toolmix", inner="scripted", inner_options=SCRIPTED, share=1.0, **EXACT)
     fmt = PromptFormat()
 
     async def go():
@@ -56,6 +57,8 @@ def test_the_share_of_samples_is_drawn_by_seed():
     assert 240 < sum(picks) < 360
     assert picks == [engine.chosen(GenerationRequest(f"p#{i}/0", (1,), 500, seed=1000 + i)) for i in range(1000)]
     assert not any(engine.chosen(GenerationRequest(f"p#{i}/1", (1,), 500, seed=1000 + i)) for i in range(1000))
+    at = [engine.call_position(GenerationRequest(f"p#{i}/0", (1,), 500, seed=i)) for i in range(1000)]
+    assert 128 <= min(at) < 140 and 372 < max(at) <= 384  # 256 ± 50 %, spread by seed
 
 
 def test_the_benchmark_counts_only_engine_generated_tokens(ray_local):
@@ -67,9 +70,12 @@ def test_the_benchmark_counts_only_engine_generated_tokens(ray_local):
                                        "budget": {"max_tokens": 2000}})
     cfg = with_tool_calls(cfg, share=0.5, after_tokens=30)
     assert cfg.engine.backend == "toolmix" and cfg.engine.options["inner"] == "scripted"
+    cfg.engine.options["after_spread"] = 0.0
     problems = [Problem(f"t{i}", directive_problem(["7"], [LENGTH], code=False)) for i in range(6)]
     r = orchestration(cfg, problems, samples=8, pool=8, warm_up=lambda s: None)
     run, full = r["solver"], LENGTH + len(ANSWER_TAIL) + 1
     assert run["samples"] == 48 and run["sample_errors"] == 0
     assert 10 <= run["samples_calling_code"] <= 38 and run["code_calls"] == run["samples_calling_code"]
     assert run["tokens"] == 48 * full + 30 * run["samples_calling_code"]  # the injected calls are not counted
+    for alone in r["engine_alone"]:  # the same engine work: the chosen samples continue after their call
+        assert 10 <= alone["code_calls"] <= 38 and alone["tokens"] == 48 * full + 30 * alone["code_calls"]

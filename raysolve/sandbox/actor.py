@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -56,6 +57,19 @@ class SandboxPool:
 
     async def close(self, session_id: str) -> None:
         await self._sandbox().close(session_id)
+
+    async def warm_up(self) -> float:
+        """Start the fork server and its warm workers now (one session, one run), not at the first
+        code call; returns the seconds it took. A model that writes no code in the solver's warm-up
+        would otherwise leave that cost to the first burst of real calls."""
+        started = time.perf_counter()
+        box = self._sandbox()
+        session = await box.open_session()
+        try:
+            await box.run(session, "print(1)")
+        finally:
+            await box.close(session)
+        return time.perf_counter() - started
 
     async def stats(self) -> dict[str, int]:
         return self._sandbox().stats()
