@@ -68,7 +68,7 @@ def test_lengths_answers_and_code_calls_follow_the_seed():
     assert codec.decode(after_code[0]) != CODE_CALL  # once code ran, the answer follows
 
 
-def test_cancel_frees_the_share_and_ends_the_stream_within_a_step():
+def test_cancel_frees_the_share_and_ends_the_stream_at_once():
     async def go():
         engine = LoadGenEngine(tokens_per_s=1_000, request_tokens_per_s=1_000, length_mean=100_000, step_s=0.01)
         task = asyncio.ensure_future(consume(engine, req("c")))
@@ -83,7 +83,7 @@ def test_cancel_frees_the_share_and_ends_the_stream_within_a_step():
 
     ids, deltas, waited, early, stats = asyncio.run(go())
     assert deltas[-1].finish_reason == "cancelled" and 0 < len(ids) < 1000
-    assert waited < 0.1  # the next step (10 ms), with room for a busy machine
+    assert waited < 0.05  # at once (as vLLM's abort), with room for a busy machine
     assert [d.finish_reason for d in early[1]] == ["cancelled"]
     assert stats["requests_cancelled"] == 2 and stats["active"] == 0
 

@@ -140,8 +140,11 @@ class Coordinator:
         """(activation number, problem key) of active problems that may be able to start a sample."""
         self._in_ready: set[int] = set()
         self._activations = itertools.count()
-        self.cancel_latencies_s: deque[float] = deque(maxlen=100_000)
-        """Per settle with samples running: seconds until every engine actor reported them stopped."""
+        self.cancel_latencies_s: dict[str, deque[float]] = {
+            "stopped": deque(maxlen=100_000), "acknowledged": deque(maxlen=100_000)}
+        """Per settle with samples running, seconds until every sibling had stopped at its engine
+        actor (``stopped``: the actors' wall-clock stop times, so hosts' clocks must agree) and until
+        the coordinator had their replies (``acknowledged``: includes this loop's own queueing)."""
         self._profiler: Any = None
         self.counters = {
             "problems_done": 0, "samples_started": 0, "samples_finished": 0,
@@ -463,22 +466,26 @@ class Coordinator:
             self.counters["cancel_calls"] += 1
             refs.append(self.engines[engine].cancel.remote(keys))
         if refs:
-            task = asyncio.ensure_future(self._time_cancel(refs, now))
+            settled_wall = time.time() - (time.monotonic() - now)
+            task = asyncio.ensure_future(self._time_cancel(refs, now, settled_wall))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _time_cancel(self, refs: list[Any], settled_at: float) -> None:
-        """Settle -> every sibling reported stopped by its engine actor (their cancel replies)."""
+    async def _time_cancel(self, refs: list[Any], settled_at: float, settled_wall: float) -> None:
+        """Settle -> every sibling stopped at its engine actor, and -> their cancel replies here."""
         try:
-            await asyncio.gather(*refs)
+            stopped_at = await asyncio.gather(*refs)
         except Exception:  # a dead engine actor: its samples come back as failures instead
             return
-        self.cancel_latencies_s.append(time.monotonic() - settled_at)
+        self.cancel_latencies_s["acknowledged"].append(time.monotonic() - settled_at)
+        self.cancel_latencies_s["stopped"].append(max(0.0, max(stopped_at) - settled_wall))
 
-    async def take_cancel_latencies(self) -> list[float]:
-        """The settle-to-stopped latencies (seconds) since the last call; clears them."""
-        out = list(self.cancel_latencies_s)
-        self.cancel_latencies_s.clear()
+    async def take_cancel_latencies(self) -> dict[str, list[float]]:
+        """The settle-to-stopped and settle-to-acknowledged latencies (seconds) since the last call;
+        clears them."""
+        out = {k: list(v) for k, v in self.cancel_latencies_s.items()}
+        for v in self.cancel_latencies_s.values():
+            v.clear()
         return out
 
     def _maybe_finalize(self, state: _Problem) -> None:

@@ -84,9 +84,10 @@ class EngineActor:
         self.counters["samples_cancelled" if cancelled else "samples_done"] += 1
         return self._record(request, outcome, cancelled)
 
-    async def cancel(self, keys: list[str]) -> int:
+    async def cancel(self, keys: list[str]) -> float:
         """Cancel these samples and reply once all of them have stopped (engine request ended,
-        sandbox session closed; at most a few seconds); returns how many were running here."""
+        sandbox session closed; at most a few seconds); returns the wall-clock time (``time.time()``)
+        at which they all had, for the coordinator's settle-to-stopped latency."""
         now = time.monotonic()
         stopping = []
         for key in keys:
@@ -101,7 +102,7 @@ class EngineActor:
         self._early_cancels = {k: t for k, t in self._early_cancels.items() if now - t < _EARLY_CANCEL_TTL_S}
         if stopping:
             await asyncio.wait(stopping, timeout=_CANCEL_WAIT_S)
-        return len(stopping)
+        return time.time()
 
     def stats(self) -> dict[str, Any]:
         summary = latency_summary_ms(self.cancel_latencies_s)

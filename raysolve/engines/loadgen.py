@@ -15,7 +15,8 @@ measured. It behaves like a batched decoder:
   next segment gives the answer. The answer is ``answer`` with probability ``accuracy``,
   else a random number below 1000. Text is one token per character (``CharCodec``).
 - **Cancellation.** ``cancel`` takes the request out of the batch at once (its share goes
-  to the others from the next step) and ends its stream ``cancelled`` at the next step.
+  to the others from the next step) and ends its stream ``cancelled`` at once, as vLLM's
+  abort does (its stream ended 0.12 ms after the abort, p50, in ``results/gpu-smoke``).
 - EOS, the request's stop tokens and ``max_tokens`` end a segment as on a real engine.
 
 Cost: one timer task per engine; per step, only the requests with a delta or an end due
@@ -89,7 +90,6 @@ class LoadGenEngine:
         self._seq = itertools.count()
         self._credit = 0.0
         """Tokens every request in the batch has been given since the engine started."""
-        self._cancels: list[_Request] = []
         self._early = EarlyCancels()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -118,9 +118,9 @@ class LoadGenEngine:
         if r is None:
             self._early.add(request_id)
             return
-        r.cancelled = True
+        r.cancelled = r.done = True
         self._counters["requests_cancelled"] += 1
-        self._cancels.append(r)
+        r.queue.put_nowait(Delta(finish_reason="cancelled"))
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         if self._early.pop(request.request_id) is not None:
@@ -184,7 +184,7 @@ class LoadGenEngine:
         cfg = self.config
         last = time.perf_counter()
         while True:
-            if not self._active and not self._cancels:
+            if not self._active:
                 assert self._wake is not None
                 self._wake.clear()
                 await self._wake.wait()
@@ -193,10 +193,6 @@ class LoadGenEngine:
             now = time.perf_counter()
             dt, last = now - last, now
             self._steps += 1
-            for r in self._cancels:
-                r.done = True
-                r.queue.put_nowait(Delta(finish_reason="cancelled"))
-            self._cancels.clear()
             if self._active:
                 self._credit += min(cfg.tokens_per_s * dt / len(self._active), cfg.request_tokens_per_s * dt)
             self._emit_due()
