@@ -7,7 +7,8 @@
   (coordinator, Ray calls, tool loop, voting; early stopping off) measured in one run:
   *orchestration efficiency* = solver tokens/s ÷ engine-alone tokens/s, plus problems/s,
   samples/s, Ray calls per sample and coordinator CPU per sample. The engine-alone run is
-  done before and after the solver's, and the solver is compared with their mean.
+  done before and after each solver run, and the solver is compared with their mean (with
+  ``repeats``, the median of those ratios).
 - ``cancel_latency``: for problems settled with siblings still running, the time from the
   settle to every sibling stopped at its engine actor (request ended, sample's task done; the
   actors' wall-clock stop times), p50/p95, per scheduling mode; and, for comparison, until the
@@ -42,7 +43,7 @@ def percentiles_ms(values_s: Iterable[float]) -> dict[str, float]:
 
 def with_tool_calls(cfg: SolverConfig, share: float, after_tokens: int = 256) -> SolverConfig:
     """``cfg`` with its engine wrapped in the ``toolmix`` BENCHMARK wrapper: ``share`` of the samples
-    call the sandbox after ``after_tokens`` generated tokens (for models that never write code)."""
+    call the sandbox after about ``after_tokens`` generated tokens (for models that never write code)."""
     engine = cfg.engine.model_copy(update={"backend": "toolmix", "options": {
         "inner": cfg.engine.backend, "inner_options": dict(cfg.engine.options), "share": share,
         "after_tokens": after_tokens}})
@@ -155,8 +156,10 @@ def solver_run(solver: Solver, problems: list[Problem], options: SolveOptions,
 
 def orchestration(cfg: SolverConfig, problems: list[Problem], samples: int, pool: int,
                   max_tokens: int | None = None, profile: bool = False,
-                  warm_up: Callable[[Solver], None] | None = None) -> dict[str, Any]:
-    """Engine alone, full solver, engine alone, on the same actors; efficiency against the mean.
+                  warm_up: Callable[[Solver], None] | None = None, repeats: int = 1) -> dict[str, Any]:
+    """Engine alone, then ``repeats`` × (full solver, engine alone), on the same actors. Each solver
+    run is compared with the mean of the engine-alone runs either side of it; the efficiency is the
+    median of those ratios (the lower one of an even count; GPU engines drift by a few percent between runs minutes apart).
     ``max_tokens`` per engine-alone request: the config's sample budget unless given."""
     options = SolveOptions(mode="pool", num_samples=samples, pool_size=pool, stop_policy="full")
     texts = [p.text for p in problems[:64]]
@@ -170,14 +173,27 @@ def orchestration(cfg: SolverConfig, problems: list[Problem], samples: int, pool
         else:
             warm_up(solver)
         requests = len(problems) * samples
-        first = engine_alone(solver, texts, requests, max_tokens, seed=1)
-        run = solver_run(solver, problems, options, profile=profile)
-        second = engine_alone(solver, texts, requests, max_tokens, seed=2)
+        alone = [engine_alone(solver, texts, requests, max_tokens, seed=1)]
+        runs = []
+        for k in range(repeats):
+            runs.append(solver_run(solver, problems, options, profile=profile and k == 0))
+            alone.append(engine_alone(solver, texts, requests, max_tokens, seed=2 + k))
         engines, depths = len(solver.engines), list(solver.depths)
-    alone = (first["tokens_per_s"] + second["tokens_per_s"]) / 2
-    run.pop("results")
-    return {"engines": engines, "queue_depths": depths, "startup_s": round(startup, 1),
-            "engine_alone": [first, second], "solver": run, "efficiency": round(run["tokens_per_s"] / alone, 4)}
+    ratios = [run["tokens_per_s"] / ((alone[k]["tokens_per_s"] + alone[k + 1]["tokens_per_s"]) / 2)
+              for k, run in enumerate(runs)]
+    middle = sorted(range(repeats), key=lambda k: ratios[k])[(repeats - 1) // 2]
+    for k, run in enumerate(runs):
+        run.pop("results")
+        if k != 0:
+            run.pop("profile", None)
+    out = {"engines": engines, "queue_depths": depths, "startup_s": round(startup, 1), "engine_alone": alone,
+           "solver": runs[middle], "efficiency": round(ratios[middle], 4)}
+    if repeats > 1:
+        out["efficiencies"] = [round(r, 4) for r in ratios]
+        out["solver_tokens_per_s"] = [run["tokens_per_s"] for run in runs]
+        if middle != 0 and "profile" in runs[0]:
+            out["solver"]["profile"] = runs[0]["profile"]
+    return out
 
 
 def cancel_latency(cfg: SolverConfig, problems: list[Problem], samples: int, modes: dict[str, SolveOptions]

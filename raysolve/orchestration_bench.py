@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of samples calling the sandbox mid-generation (real engines: the toolmix "
                         "benchmark wrapper injects the calls)")
     p.add_argument("--tool-after", type=int, default=256, help="real engines: tokens generated before the call")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="efficiency: solver runs per load, each between two engine-alone runs (median)")
     p.add_argument("--scaling", default="1,2,4,8")
     p.add_argument("--scaling-rate", type=float, default=4000.0)
     p.add_argument("--problems", type=int, default=200,
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     if "efficiency" in sections:
         report["efficiency"] = []
         for label, cfg, n_problems, profile in _efficiency_runs(args, engines):
-            r = orchestration(cfg, bench_problems(n_problems, "eff"), args.samples, args.samples, profile=profile)
+            r = orchestration(cfg, bench_problems(n_problems, "eff"), args.samples, args.samples, profile=profile,
+                              repeats=args.repeats)
             text = r["solver"].pop("profile", None)
             if text:
                 Path(f"{out}-profile.txt").write_text(f"coordinator cProfile at load {label}\n\n{text}")

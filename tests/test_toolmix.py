@@ -72,7 +72,9 @@ def test_the_benchmark_counts_only_engine_generated_tokens(ray_local):
     assert cfg.engine.backend == "toolmix" and cfg.engine.options["inner"] == "scripted"
     cfg.engine.options["after_spread"] = 0.0
     problems = [Problem(f"t{i}", directive_problem(["7"], [LENGTH], code=False)) for i in range(6)]
-    r = orchestration(cfg, problems, samples=8, pool=8, warm_up=lambda s: None)
+    r = orchestration(cfg, problems, samples=8, pool=8, warm_up=lambda s: None, repeats=2)
+    assert len(r["efficiencies"]) == 2 and len(r["engine_alone"]) == 3  # alone, (solver, alone) × 2
+    assert r["efficiency"] == sorted(r["efficiencies"])[0]  # the median of two: the lower one
     run, full = r["solver"], LENGTH + len(ANSWER_TAIL) + 1
     assert run["samples"] == 48 and run["sample_errors"] == 0
     assert 10 <= run["samples_calling_code"] <= 38 and run["code_calls"] == run["samples_calling_code"]
