@@ -14,7 +14,9 @@ measured side by side in this one run (``raysolve.benchmarks``):
   samples/s, Ray calls and coordinator CPU per sample; the coordinator's cProfile at the
   heaviest load goes to ``OUT-profile.txt``;
 - ``cancel``: settle → every running sibling stopped at its engine actor (and → the
-  coordinator has the actors' acknowledgements), p50/p95, in pool and launch-all scheduling (lengths spread so siblings are mid-generation at the settle);
+  coordinator has the actors' acknowledgements), p50/p95, in pool and launch-all
+  scheduling (lengths spread so siblings are mid-generation at the settle; on a real
+  engine this needs a model whose samples agree, so that votes settle early);
 - ``scaling``: 1, 2, 4, 8 engine actors at a fixed rate each, the work growing with them;
   throughput and its ratio to linear.
 
@@ -24,7 +26,7 @@ gets ``--problems`` problems per GPU it holds, and ``relative_to_first`` compare
 throughput with the first config's (e.g. one actor vs two tp=1 actors vs one tp=2 actor).
 ``--tool-share`` makes that share of samples call the sandbox mid-generation: loadgen writes
 the calls itself; a real engine is wrapped in the ``toolmix`` BENCHMARK wrapper, which
-appends a code call after ``--tool-after`` tokens (models with random weights never write
+appends a code call after about ``--tool-after`` tokens (models with random weights never write
 code) and whose appended tokens are not counted as generated.
 
 Writes ``OUT.json`` (everything, with the command, machine and date), ``OUT.csv`` (one row
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tool-share", type=float, default=0.0,
                    help="share of samples calling the sandbox mid-generation (real engines: the toolmix "
                         "benchmark wrapper injects the calls)")
-    p.add_argument("--tool-after", type=int, default=256, help="real engines: tokens generated before the call")
+    p.add_argument("--tool-after", type=int, default=256,
+                   help="real engines: mean tokens generated before the call (each sample's within ±50 %%)")
     p.add_argument("--repeats", type=int, default=1,
                    help="efficiency: solver runs per load, each between two engine-alone runs (median)")
     p.add_argument("--scaling", default="1,2,4,8")
