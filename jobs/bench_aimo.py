@@ -22,7 +22,6 @@ per-problem log under ``--runs``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from raysolve.aimo import run_offline
+from raysolve.bench_files import write_results
 from raysolve.budget import AdaptiveBudget, FixedBudget
 from raysolve.config import SolverConfig
 from raysolve.problems import Fields, Problem, load_problems
@@ -111,14 +111,7 @@ def main() -> int:
         "stop_policy": STOP, "rows": rows, "bench_s": round(time.time() - started, 1),
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    named = lambda ext: out.parent / f"{out.name}.{ext}"  # noqa: E731  (not with_suffix: a dot in the name)
-    named("json").write_text(json.dumps(report, indent=1) + "\n")
-    with named("csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    plot(report, named("png"))
+    write_results(out, report, rows, plot)
     print(f"written {out}.json, .csv, .png in {report['bench_s']:.0f} s")
     return 0
 

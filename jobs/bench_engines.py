@@ -20,8 +20,6 @@ plus accuracy (majority vote, both phases). Writes ``OUT.json``, ``OUT.csv``, ``
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import platform
 import statistics
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from raysolve.actors import SolveOptions
+from raysolve.bench_files import write_results
 from raysolve.config import SolverConfig
 from raysolve.problems import Fields, Problem, load_problems
 from raysolve.timing import percentile
@@ -146,15 +145,8 @@ def main() -> int:
         "rows": rows, "bench_s": round(time.time() - started, 1),
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    named = lambda ext: out.parent / f"{out.name}.{ext}"  # noqa: E731  (not with_suffix: "h100-1.5b")
-    named("json").write_text(json.dumps(report, indent=1) + "\n")
     flat = [{k: v for k, v in r.items() if k not in ("engine_stats", "overrides")} for r in rows]
-    with named("csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(flat[0]))
-        w.writeheader()
-        w.writerows(flat)
-    plot(report, named("png"))
+    write_results(out, report, flat, plot)
     print(f"written {out}.json, .csv, .png")
     return 0
 

@@ -36,7 +36,6 @@ per measurement) and ``OUT.png``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -48,6 +47,7 @@ from typing import Any
 import ray
 
 from raysolve.actors import SolveOptions
+from raysolve.bench_files import write_results
 from raysolve.benchmarks import bench_problems, cancel_latency, orchestration, scaling, with_tool_calls
 from raysolve.config import SolverConfig
 
@@ -187,15 +187,8 @@ def _efficiency_runs(args: argparse.Namespace, engines: list[tuple[str, SolverCo
 def _write(out: Path, report: dict[str, Any], rows: list[dict[str, Any]], started: float) -> None:
     """``OUT.json``, ``OUT.csv`` and ``OUT.png`` with what has been measured so far."""
     report["bench_s"] = round(time.time() - started, 1)
-    named = lambda ext: out.parent / f"{out.name}.{ext}"  # noqa: E731
-    named("json").write_text(json.dumps(report, indent=1) + "\n")
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with named("csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
     try:
-        plot(report, named("png"))
+        write_results(out, report, rows, plot)
     except ImportError:  # e.g. a GPU image without matplotlib: ``--plot OUT.json`` redraws it elsewhere
         print("matplotlib is not installed: no PNG", flush=True)
 

@@ -60,6 +60,7 @@ class ToolMixEngine:
         if self.config.inner == "toolmix":
             raise ValueError("toolmix cannot wrap itself")
         self.inner: Engine = make_engine(self.config.inner, **self.config.inner_options)
+        self.fmt = PromptFormat()
         self.codec: Any = None
         self.injected_tokens = 0
         self.injected_calls = 0
@@ -70,9 +71,7 @@ class ToolMixEngine:
 
     async def start(self) -> None:
         await self.inner.start()
-        fmt = PromptFormat()
-        self.codec = getattr(self.inner, "codec", None) or HFTokenCodec(self.inner.tokenizer, fmt.code_end)
-        self._fmt = fmt
+        self.codec = getattr(self.inner, "codec", None) or HFTokenCodec(self.inner.tokenizer, self.fmt.code_end)
 
     def chosen(self, request: GenerationRequest) -> bool:
         """Whether this request is the first segment of a sample that calls code."""
@@ -104,7 +103,7 @@ class ToolMixEngine:
 
     def _call_ids(self, request: GenerationRequest) -> tuple[list[int], int | None]:
         """The code call's tokens, ending on the code-end token (or its text when it spans tokens)."""
-        fmt, codec = self._fmt, self.codec
+        fmt, codec = self.fmt, self.codec
         body = f"\n{fmt.code_begin}\n```python\n{self.config.code}\n```\n"
         end = codec.code_end_token_id
         if end is not None and end in request.stop_token_ids:
