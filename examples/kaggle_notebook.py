@@ -12,9 +12,9 @@ is made; the budget counts from then, as the competition's clock does.
 import argparse
 import os
 
-from raysolve.aimo import Predictor
-from raysolve.config import SolverConfig
-from raysolve.gateway import LocalGateway
+from raysolve.competition.aimo import Predictor
+from raysolve.runtime.config import SolverConfig
+from raysolve.competition.gateway import LocalGateway
 
 p = argparse.ArgumentParser()
 p.add_argument("data", nargs="?", default="examples/aimo-heldout.csv")

@@ -7,7 +7,7 @@ was not trained on), in the same order, with the same total budget (``per_proble
 problem count) and the same engine actors, one run after another:
 
 - ``adaptive``: unused time carried forward, the sample count sized to the deadline
-  (``raysolve.budget.AdaptiveBudget``, at most ``--samples``), early stop;
+  (``raysolve.competition.budget.AdaptiveBudget``, at most ``--samples``), early stop;
 - ``adaptive+stragglers``: the same, cancelling the last 2 samples once the rest are in;
 - ``fixed``: an even share per problem, ``--samples`` samples, early stop;
 - ``all samples``: an even share per problem, ``--samples`` samples, no early stop;
@@ -30,12 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from raysolve.aimo import run_offline
-from raysolve.bench_files import write_results
-from raysolve.budget import AdaptiveBudget, FixedBudget
-from raysolve.config import SolverConfig
-from raysolve.problems import Fields, Problem, load_problems
-from raysolve.solver import Solver
+from raysolve.competition.aimo import run_offline
+from raysolve.bench.files import write_results
+from raysolve.competition.budget import AdaptiveBudget, FixedBudget
+from raysolve.runtime.config import SolverConfig
+from raysolve.io.problems import Fields, Problem, load_problems
+from raysolve.runtime.solver import Solver
 
 STOP = "unbeatable|latency"
 

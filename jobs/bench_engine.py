@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from raysolve.engines.base import GenerationRequest
+from raysolve.core.protocols import GenerationRequest
 from raysolve.engines.hf import HFEngine, HFEngineConfig
-from raysolve.output import read_rows
-from raysolve.prompting import HFTokenCodec, PromptFormat
+from raysolve.io.output import read_rows
+from raysolve.core.prompting import HFTokenCodec, PromptFormat
 
 
 async def run_level(engine: HFEngine, prompts: list[list[int]], concurrency: int, tokens: int) -> dict:

@@ -28,15 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from raysolve.actors import SolveOptions
-from raysolve.bench_files import write_results
-from raysolve.config import SolverConfig
-from raysolve.problems import Fields, Problem, load_problems
-from raysolve.timing import percentile
+from raysolve.core.scheduling import SolveOptions
+from raysolve.bench.files import write_results
+from raysolve.runtime.config import SolverConfig
+from raysolve.io.problems import Fields, Problem, load_problems
+from raysolve.core.timing import percentile
 
 
 def measure(name: str, cfg: SolverConfig, problems: list[Problem], samples: int, pool: int) -> dict[str, Any]:
-    from raysolve.solver import Solver
+    from raysolve.runtime.solver import Solver
 
     boot = time.perf_counter()
     with Solver(cfg) as solver:

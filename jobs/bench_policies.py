@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from raysolve.replay import load_traces
-from raysolve.voting import VoteState, parse_policy
+from raysolve.core.replay import load_traces
+from raysolve.core.voting import VoteState, parse_policy
 
 SPECS = ["full", "unbeatable", "first-k:4", "runner-up", "esc:5", "stragglers:2", "beta:0.95",
          "dirichlet:0.95", "predictive:0.99", "default", "unbeatable|predictive:0.99"]

@@ -39,7 +39,7 @@ from typing import Any
 
 from raysolve.sandbox import LocalSandbox, SandboxConfig
 from raysolve.sandbox.process import worker_env
-from raysolve.timing import percentile
+from raysolve.core.timing import percentile
 
 TRIVIAL = "print(1 + 1)"
 SYMPY = "import sympy as sp\nx = sp.symbols('x')\nprint(sp.solve(x**2 - 5*x + 6, x))"

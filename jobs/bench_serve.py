@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from raysolve.timing import percentile
+from raysolve.core.timing import percentile
 
 
 def _free_port() -> int:

@@ -22,9 +22,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from raysolve.answers import is_correct
+from raysolve.core.answers import is_correct
 from raysolve.cli import main as cli_main
-from raysolve.output import read_rows
+from raysolve.io.output import read_rows
 
 
 def write_heldout(path: Path, seed: int, per_family: int) -> None:

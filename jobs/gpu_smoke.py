@@ -86,7 +86,7 @@ def ensure_model(path: Path) -> Path:
 
 
 def _requests(codec: Any, fmt: Any, texts: list[str], samples: int, max_tokens: int, tag: str) -> list[Any]:
-    from raysolve.engines.base import GenerationRequest
+    from raysolve.core.protocols import GenerationRequest
 
     out = []
     for p, text in enumerate(texts):
@@ -192,7 +192,7 @@ async def _consume(engine: Any, request: Any) -> tuple[int, str]:
 
 
 def _pcts(values: list[float]) -> dict:
-    from raysolve.timing import latency_summary_ms
+    from raysolve.core.timing import latency_summary_ms
 
     return {k: round(v, 2) if k != "n" else v for k, v in latency_summary_ms(values).items()}
 
@@ -206,7 +206,7 @@ def problem_texts(count: int, tag: str) -> list[str]:
 
 
 def solver_config(args: argparse.Namespace, model: str, actors: int, gpus: int, **over: Any) -> Any:
-    from raysolve.config import SolverConfig
+    from raysolve.runtime.config import SolverConfig
 
     engine_options = {"model": model, "forced_length": True, "max_num_seqs": args.depth,
                       "gpu_memory_utilization": 0.85, "max_model_len": 4096}
@@ -230,8 +230,8 @@ def solver_config(args: argparse.Namespace, model: str, actors: int, gpus: int, 
 def run_layout(args: argparse.Namespace, model: str, actors: int, gpus: int) -> dict:
     import ray
 
-    from raysolve.problems import Problem
-    from raysolve.solver import Solver
+    from raysolve.io.problems import Problem
+    from raysolve.runtime.solver import Solver
 
     layout = f"{actors}x{gpus}"
     report: dict[str, Any] = {"layout": layout, "actors": actors, "gpus_per_actor": gpus}
@@ -272,7 +272,7 @@ def run_layout(args: argparse.Namespace, model: str, actors: int, gpus: int) -> 
         report["prefix_cache"] = ray.get([e.run_on_engine.remote(engine_cache) for e in engines])
 
         # Cancel on settle: every sample is mid-generation when the time rule settles the vote.
-        from raysolve.actors import SolveOptions
+        from raysolve.core.scheduling import SolveOptions
 
         before = [len(ray.get(e.cancel_latencies.remote())) for e in engines]
         cancel_problems = [Problem(f"{layout}-c{i}", t)
@@ -344,10 +344,10 @@ def _placement_ok(reports: list[dict], gpus: int) -> bool:
 
 
 def run_tiny(args: argparse.Namespace) -> dict:
-    from raysolve.config import SolverConfig
-    from raysolve.output import read_rows
-    from raysolve.problems import Problem
-    from raysolve.solver import Solver
+    from raysolve.runtime.config import SolverConfig
+    from raysolve.io.output import read_rows
+    from raysolve.io.problems import Problem
+    from raysolve.runtime.solver import Solver
 
     import ray
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def make_data(out: Path, seed: int, problems: int, vocab_size: int, workers: int) -> dict:
-    from raysolve.prompting import HFTokenCodec, PromptFormat
+    from raysolve.core.prompting import HFTokenCodec, PromptFormat
     from raysolve.tiny.dataset import build_transcripts, corpus_texts, tokenize
     from raysolve.tiny.tokenizer import build_tokenizer
 

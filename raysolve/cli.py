@@ -4,11 +4,11 @@
 path/name), solves them on a local Ray instance (or ``--address``), streams results
 to ``--out`` and prints a summary; rerunning with the same ``--out`` resumes.
 ``raysolve aimo INPUT`` is competition mode: one problem at a time within a wall-clock
-budget (``raysolve.aimo``). ``raysolve serve`` runs the HTTP endpoint
+budget (``raysolve.competition.aimo``). ``raysolve serve`` runs the HTTP endpoint
 (``raysolve.serve``). ``raysolve engine build RECIPE`` builds a TensorRT-LLM engine
 (``raysolve.engines.recipes``). ``raysolve bench`` measures what the solver adds on top of
-its engines (``raysolve.orchestration_bench``). ``raysolve replay TRACES`` replays per-sample traces under stop
-policies and scheduling modes (``raysolve.replay``)."""
+its engines (``raysolve.bench.orchestration``). ``raysolve replay TRACES`` replays per-sample traces under stop
+policies and scheduling modes (``raysolve.core.replay``)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from raysolve.budget import POLICIES
-from raysolve.config import SolverConfig
+from raysolve.competition.budget import POLICIES
+from raysolve.runtime.config import SolverConfig
 from raysolve.engines import BACKENDS, NOT_MODELS
-from raysolve.output import ResultWriter, RunSummary
-from raysolve.problems import Fields, Problem, RowError, count_rows, load_problems
+from raysolve.io.output import ResultWriter, RunSummary
+from raysolve.io.problems import Fields, Problem, RowError, count_rows, load_problems
 
 
 MODEL_BACKENDS = sorted(set(BACKENDS) - NOT_MODELS)  # not the test engine or the benchmark load generator
@@ -32,7 +32,7 @@ MODEL_BACKENDS = sorted(set(BACKENDS) - NOT_MODELS)  # not the test engine or th
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # its own flags, parsed there
-        from raysolve.orchestration_bench import main as bench_main
+        from raysolve.bench.orchestration import main as bench_main
 
         return bench_main(argv[1:])
     parser = _parser()
@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--answer-field", help="column with the gold answer, for scoring (default: answer)")
     a.add_argument("--limit", type=int, help="answer at most this many problems (the first ones)")
     a.add_argument("--no-resume", action="store_true", help="start over instead of keeping answered problems")
-    b = a.add_argument_group("time budget (see raysolve.budget)")
+    b = a.add_argument_group("time budget (see raysolve.competition.budget)")
     b.add_argument("--time-budget", type=float, help="seconds for the whole run (AIMO-2: 18000 for 50 problems)")
     b.add_argument("--per-problem", type=float, default=3.0,
                    help="without --time-budget: the budget is this many seconds times the problem count")
@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
         "build", help="follow a recipe's build: section (calibrate, quantize, build), printing each step")
     eb.add_argument("recipe", help="an engines/*.yaml file with a build: section")
     eb.add_argument("--dry-run", action="store_true", help="print the steps and check the inputs; run nothing")
-    sub.add_parser("bench", add_help=False,  # its own parser: raysolve.orchestration_bench
+    sub.add_parser("bench", add_help=False,  # its own parser: raysolve.bench.orchestration
                    help="orchestration benchmarks: engine alone vs solver, cancellation, scaling (--help)")
     r = sub.add_parser("replay", help="replay per-sample traces under stop policies and scheduling modes")
     r.add_argument("traces", help="per-sample traces: .jsonl[.gz]/.csv/.parquet (a run's samples.jsonl)")
@@ -149,8 +149,8 @@ def _engine_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
 
 def aimo_command(args: argparse.Namespace) -> int:
     """``raysolve aimo``: competition mode, the log and submission under ``--out``."""
-    from raysolve.aimo import run_offline
-    from raysolve.budget import make_policy
+    from raysolve.competition.aimo import run_offline
+    from raysolve.competition.budget import make_policy
 
     try:
         cfg = build_config(args, scheduling=False)
@@ -232,8 +232,8 @@ def replay_command(args: argparse.Namespace) -> int:
     """``raysolve replay``: the table on stdout, the files in ``--out``."""
     import platform
 
-    from raysolve.replay import DEFAULT_MODES, DEFAULT_POLICIES, format_table, load_traces, parse_mode, replay, write_report
-    from raysolve.voting import parse_policy
+    from raysolve.core.replay import DEFAULT_MODES, DEFAULT_POLICIES, format_table, load_traces, parse_mode, replay, write_report
+    from raysolve.core.voting import parse_policy
 
     try:
         policies = [parse_policy(p) for p in (args.policy or DEFAULT_POLICIES)]
@@ -311,7 +311,7 @@ def build_config(args: argparse.Namespace, scheduling: bool = True) -> SolverCon
 def solve_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from raysolve.solver import Solver
+    from raysolve.runtime.solver import Solver
 
     try:
         cfg = build_config(args)

@@ -23,12 +23,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray import serve
 
-from raysolve.actors import SolveOptions
-from raysolve.config import SolverConfig
-from raysolve.problems import MAX_PROBLEM_CHARS, Problem
-from raysolve.records import ProblemResult
-from raysolve.solver import Solver
-from raysolve.voting import parse_policy
+from raysolve.core.scheduling import SolveOptions
+from raysolve.runtime.config import SolverConfig
+from raysolve.io.problems import MAX_PROBLEM_CHARS, Problem
+from raysolve.core.records import ProblemResult
+from raysolve.runtime.solver import Solver
+from raysolve.core.voting import parse_policy
 
 
 class SolveRequest(BaseModel):

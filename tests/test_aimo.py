@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from raysolve.aimo import Predictor, SolverBackend, run_offline
-from raysolve.budget import AdaptiveBudget, FixedBudget
-from raysolve.config import SolverConfig
-from raysolve.gateway import LocalGateway
-from raysolve.problems import Fields, Problem, load_problems
-from raysolve.solver import Solver
+from raysolve.competition.aimo import Predictor, SolverBackend, run_offline
+from raysolve.competition.budget import AdaptiveBudget, FixedBudget
+from raysolve.runtime.config import SolverConfig
+from raysolve.competition.gateway import LocalGateway
+from raysolve.io.problems import Fields, Problem, load_problems
+from raysolve.runtime.solver import Solver
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "examples" / "aimo-heldout.csv"
@@ -116,7 +116,7 @@ def test_an_engine_crash_costs_one_problem_and_the_run_goes_on(solver, tmp_path)
             threading.Timer(0.3, lambda: ray.kill(engine, no_restart=False)).start()
         return backend(problem, plan)
 
-    from raysolve.competition import Competition, CompetitionLog
+    from raysolve.competition.loop import Competition, CompetitionLog
 
     total = 40.0
     log = CompetitionLog(tmp_path)

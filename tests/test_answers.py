@@ -1,4 +1,4 @@
-"""Tests for raysolve.answers: extraction, normalisation, modulus, grading."""
+"""Tests for raysolve.core.answers: extraction, normalisation, modulus, grading."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from raysolve.answers import (
+from raysolve.core.answers import (
     apply_modulus,
     extract_boxed,
     is_correct,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from raysolve.budget import AdaptiveBudget, FixedBudget, Outcome, ProblemPlan, make_policy, with_stragglers
-from raysolve.competition import Competition, CompetitionLog, submission_answer
-from raysolve.problems import Problem
-from raysolve.records import ProblemResult, SampleRecord
+from raysolve.competition.budget import AdaptiveBudget, FixedBudget, Outcome, ProblemPlan, make_policy, with_stragglers
+from raysolve.competition.loop import Competition, CompetitionLog, submission_answer
+from raysolve.io.problems import Problem
+from raysolve.core.records import ProblemResult, SampleRecord
 
 
 class Clock:

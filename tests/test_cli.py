@@ -65,7 +65,7 @@ def test_bad_configuration_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "engines").glob("*.yaml")))
 def test_every_engine_recipe_is_a_valid_config(recipe):
-    from raysolve.config import SolverConfig
+    from raysolve.runtime.config import SolverConfig
 
     from raysolve.engines import BACKENDS
 
@@ -76,7 +76,7 @@ def test_every_engine_recipe_is_a_valid_config(recipe):
 
 
 def test_a_benchmark_engine_spec_is_a_config_file_with_dotted_overrides():
-    from raysolve.config import SolverConfig
+    from raysolve.runtime.config import SolverConfig
 
     name, cfg, meta = SolverConfig.from_spec(
         f"tp2={ROOT / 'engines' / 'vllm-1gpu.yaml'},engine.num_gpus=2,engine.options.dtype=float16,budget.max_tokens=512")

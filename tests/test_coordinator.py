@@ -6,11 +6,11 @@ process sandbox are real.
 
 import pytest
 
-from raysolve.actors import SolveOptions
-from raysolve.config import EngineConfig, SolverConfig
-from raysolve.engines.scripted import directive_problem
-from raysolve.problems import Problem
-from raysolve.solver import Solver
+from raysolve.core.scheduling import SolveOptions
+from raysolve.runtime.config import EngineConfig, SolverConfig
+from raysolve.engines.testing.scripted import directive_problem
+from raysolve.io.problems import Problem
+from raysolve.runtime.solver import Solver
 
 
 def scripted_config(**scheduling) -> SolverConfig:
@@ -141,8 +141,8 @@ def test_a_cancel_racing_the_sample_start_is_a_clean_cancel(solver):
     # sample's first step, or mid-sample; each must come back as a cancelled record, never an error.
     import ray
 
-    from raysolve.records import SampleRequest
-    from raysolve.tir import SampleSettings
+    from raysolve.core.records import SampleRequest
+    from raysolve.core.records import SampleSettings
 
     engine = solver.engines[0]
     text = directive_problem(["3"], [400], code=False)

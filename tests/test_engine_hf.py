@@ -16,9 +16,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from raysolve.engines import make_engine  # noqa: E402
-from raysolve.engines.base import Delta, Engine, GenerationRequest  # noqa: E402
+from raysolve.core.protocols import Delta, Engine, GenerationRequest  # noqa: E402
 from raysolve.engines.hf import HFEngine, HFEngineConfig, _SeededSampling  # noqa: E402
-from raysolve.engines.random_model import CODE_BEGIN, CODE_END, EOS, IM_START, PAD, ensure_random_model  # noqa: E402
+from raysolve.engines.testing.random_model import CODE_BEGIN, CODE_END, EOS, IM_START, PAD, ensure_random_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def fake(monkeypatch):
 
 
 from raysolve.engines import make_engine  # noqa: E402
-from raysolve.engines.base import GenerationRequest  # noqa: E402
+from raysolve.core.protocols import GenerationRequest  # noqa: E402
 from raysolve.engines.trtllm import TRTLLMEngine, TRTLLMEngineConfig, is_engine_dir, llm_kwargs, sampling_kwargs  # noqa: E402
 
 
@@ -255,10 +255,11 @@ def test_speculative_config_reaches_the_llm(fake):
 def test_tool_loop_runs_code_through_the_trtllm_backend(fake):
     from transformers import AutoTokenizer
 
-    from raysolve.prompting import HFTokenCodec, PromptFormat
+    from raysolve.core.prompting import HFTokenCodec, PromptFormat
     from raysolve.sandbox import LocalSandbox, SandboxConfig
     from raysolve.tiny import MODEL_DIR
-    from raysolve.tir import SampleSettings, SampleSpec, run_sample
+    from raysolve.core.records import SampleSettings
+    from raysolve.core.tir import SampleSpec, run_sample
 
     fmt = PromptFormat()
     codec = HFTokenCodec(AutoTokenizer.from_pretrained(str(MODEL_DIR)), fmt.code_end)
@@ -295,7 +296,7 @@ def test_tool_loop_runs_code_through_the_trtllm_backend(fake):
 
 
 def _actor_config(tmp_path, reply: str, **engine):
-    from raysolve.config import EngineConfig, SolverConfig
+    from raysolve.runtime.config import EngineConfig, SolverConfig
 
     env = {"PYTHONPATH": str(FAKE_DIR), "FAKE_TRTLLM_LOG": str(tmp_path), "FAKE_TRTLLM_REPLY": reply}
     options = engine.pop("options", {})
@@ -316,8 +317,8 @@ def _reply(text: str) -> str:
 
 
 def test_tp2_actors_hold_disjoint_gpu_pairs_and_solve(ray_local, tmp_path):
-    from raysolve.problems import Problem
-    from raysolve.solver import Solver
+    from raysolve.io.problems import Problem
+    from raysolve.runtime.solver import Solver
 
     cfg = _actor_config(tmp_path, _reply("So the answer is \\boxed{7}."), num_actors=2, num_gpus=2)
     with Solver(cfg) as solver:
@@ -337,8 +338,8 @@ def test_tp2_actors_hold_disjoint_gpu_pairs_and_solve(ray_local, tmp_path):
 def test_ray_orchestrator_reuses_the_actors_placement_group(ray_local, tmp_path):
     from ray.util import placement_group_table
 
-    from raysolve.problems import Problem
-    from raysolve.solver import Solver
+    from raysolve.io.problems import Problem
+    from raysolve.runtime.solver import Solver
 
     cfg = _actor_config(tmp_path, _reply("\\boxed{5}"), num_actors=1, num_gpus=2, gpu_bundles="per-gpu",
                         child_cpus=0.5, options={"orchestrator": "ray"})

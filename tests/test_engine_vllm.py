@@ -11,11 +11,13 @@ import pytest
 
 import vllm_double
 from raysolve.engines import make_engine
-from raysolve.engines.base import GenerationRequest
-from raysolve.engines.vllm import VLLMEngine, VLLMEngineConfig, engine_kwargs, sampling_kwargs, visible_gpu_count
-from raysolve.prompting import HFTokenCodec, PromptFormat
+from raysolve.core.protocols import GenerationRequest
+from raysolve.engines.common import visible_gpu_count
+from raysolve.engines.vllm import VLLMEngine, VLLMEngineConfig, engine_kwargs, sampling_kwargs
+from raysolve.core.prompting import HFTokenCodec, PromptFormat
 from raysolve.sandbox import LocalSandbox, SandboxConfig
-from raysolve.tir import SampleSettings, SampleSpec, run_sample
+from raysolve.core.records import SampleSettings
+from raysolve.core.tir import SampleSpec, run_sample
 
 FMT = PromptFormat()
 

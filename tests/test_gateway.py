@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raysolve.gateway import LocalGateway
+from raysolve.competition.gateway import LocalGateway
 
 
 @pytest.fixture

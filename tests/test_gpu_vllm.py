@@ -39,7 +39,7 @@ def engine():
 
 
 def _prompt(eng):
-    from raysolve.prompting import HFTokenCodec, PromptFormat
+    from raysolve.core.prompting import HFTokenCodec, PromptFormat
 
     fmt = PromptFormat()
     codec = HFTokenCodec(eng.tokenizer, fmt.code_end)
@@ -47,7 +47,7 @@ def _prompt(eng):
 
 
 def test_seeds_differ_and_stop_token_ends_a_segment(engine):
-    from raysolve.engines.base import GenerationRequest
+    from raysolve.core.protocols import GenerationRequest
 
     eng, loop = engine
     codec, prompt = _prompt(eng)
@@ -69,7 +69,7 @@ def test_seeds_differ_and_stop_token_ends_a_segment(engine):
 
 
 def test_abort_frees_the_scheduler(engine):
-    from raysolve.engines.base import GenerationRequest
+    from raysolve.core.protocols import GenerationRequest
 
     eng, loop = engine
     _, prompt = _prompt(eng)

@@ -3,10 +3,10 @@ real continuous-batching requests, which stop decoding and release their cache b
 
 import time
 
-from raysolve.actors import SolveOptions
-from raysolve.config import SolverConfig
-from raysolve.problems import Problem
-from raysolve.solver import Solver
+from raysolve.core.scheduling import SolveOptions
+from raysolve.runtime.config import SolverConfig
+from raysolve.io.problems import Problem
+from raysolve.runtime.solver import Solver
 
 
 def test_settling_cancels_hf_requests_and_frees_their_cache(ray_local):

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from raysolve.engines import make_engine
-from raysolve.engines.base import GenerationRequest
-from raysolve.engines.loadgen import CODE_CALL, LoadGenEngine
-from raysolve.engines.scripted import CharCodec
+from raysolve.core.protocols import GenerationRequest
+from raysolve.engines.testing.loadgen import CODE_CALL, LoadGenEngine
+from raysolve.engines.testing.scripted import CharCodec
 
 
 def req(rid, seed=1, max_tokens=10_000, prompt=(1, 2, 3), stop=()):
@@ -99,9 +99,9 @@ def test_max_tokens_ends_with_length_and_the_backend_is_registered():
 
 @pytest.mark.slow
 def test_orchestration_benchmark_reports_efficiency_cancel_latency_and_scaling(ray_local):
-    from raysolve.actors import SolveOptions
-    from raysolve.benchmarks import bench_problems, cancel_latency, orchestration, scaling
-    from raysolve.config import SolverConfig
+    from raysolve.core.scheduling import SolveOptions
+    from raysolve.bench.harness import bench_problems, cancel_latency, orchestration, scaling
+    from raysolve.runtime.config import SolverConfig
 
     def config(actors: int, rate: float = 10_000, sigma: float = 0.0) -> SolverConfig:
         return SolverConfig.model_validate({

@@ -2,9 +2,9 @@
 
 import json
 
-from raysolve.output import ResultWriter, RunSummary, read_rows
-from raysolve.problems import RowError
-from raysolve.records import ProblemResult, SampleRecord
+from raysolve.io.output import ResultWriter, RunSummary, read_rows
+from raysolve.io.problems import RowError
+from raysolve.core.records import ProblemResult, SampleRecord
 
 
 def _result(pid, correct=True, tokens=10):

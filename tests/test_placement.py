@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from raysolve.actors.placement import (
+from raysolve.runtime.placement import (
     PlacementError,
     bundle_for,
     count_engine_actors,
@@ -17,10 +17,10 @@ from raysolve.actors.placement import (
     place_engine_actors,
     release,
 )
-from raysolve.config import EngineConfig, SolverConfig
-from raysolve.engines.scripted import directive_problem
-from raysolve.problems import Problem
-from raysolve.solver import Solver
+from raysolve.runtime.config import EngineConfig, SolverConfig
+from raysolve.engines.testing.scripted import directive_problem
+from raysolve.io.problems import Problem
+from raysolve.runtime.solver import Solver
 
 PAIR_NODES = [{"GPU": 2.0, "CPU": 16.0}] * 3 + [{"CPU": 8.0}]
 
@@ -31,7 +31,7 @@ def test_bundle_is_the_tensor_parallel_gpus_plus_the_actor_cpus():
 
 
 def test_per_gpu_bundles_leave_the_gpus_to_the_backends_worker_actors():
-    from raysolve.actors.placement import bundles_for
+    from raysolve.runtime.placement import bundles_for
 
     engine = EngineConfig(num_gpus=2, num_cpus=1, gpu_bundles="per-gpu", child_cpus=4)
     assert bundles_for(engine) == [{"GPU": 1.0, "CPU": 1.0}, {"GPU": 1.0, "CPU": 1.0}, {"CPU": 5.0}]

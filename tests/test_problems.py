@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from raysolve.problems import Fields, Problem, RowError, load_problems, row_to_problem
+from raysolve.io.problems import Fields, Problem, RowError, load_problems, row_to_problem
 
 
 def _split(items):

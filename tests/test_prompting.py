@@ -1,7 +1,7 @@
 """Prompt rendering, code extraction and the output block."""
 
-from raysolve.engines.scripted import CharCodec
-from raysolve.prompting import PromptFormat
+from raysolve.engines.testing.scripted import CharCodec
+from raysolve.core.prompting import PromptFormat
 
 
 def test_prompt_states_the_code_call_limit_and_renders_through_the_chat_template():

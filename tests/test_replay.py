@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from raysolve.replay import Mode, Sample, load_traces, parse_mode, replay, simulate
-from raysolve.voting import FullVote, parse_policy
+from raysolve.core.replay import Mode, Sample, load_traces, parse_mode, replay, simulate
+from raysolve.core.voting import FullVote, parse_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from raysolve.posteriors import leader_is_mode, leader_wins_at_budget
-from raysolve.voting import (
+from raysolve.core.posteriors import leader_is_mode, leader_wins_at_budget
+from raysolve.core.voting import (
     CONTINUE,
     ESCWindow,
     EqualAmong,
@@ -126,7 +126,7 @@ def test_every_rule_decides_in_microseconds():
 
 
 def test_named_defaults_for_batch_and_latency():
-    from raysolve.actors.coordinator import SolveOptions
+    from raysolve.core.scheduling import SolveOptions
 
     assert parse_policy("latency").name == "beta:0.99:min=4"
     assert parse_policy("default").name == "unbeatable|beta:0.95"

@@ -47,7 +47,7 @@ def test_exported_model_loads_offline_and_generates_through_the_hf_backend(smoke
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from raysolve.engines.base import GenerationRequest
+    from raysolve.core.protocols import GenerationRequest
     from raysolve.engines.hf import HFEngine, HFEngineConfig
 
     model_dir = smoke / "model"

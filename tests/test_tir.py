@@ -4,11 +4,12 @@ import asyncio
 
 import pytest
 
-from raysolve.engines.base import GenerationRequest
-from raysolve.engines.scripted import CharCodec, ScriptedEngine, ScriptedEngineConfig
-from raysolve.prompting import PromptFormat
+from raysolve.core.protocols import GenerationRequest
+from raysolve.engines.testing.scripted import CharCodec, ScriptedEngine, ScriptedEngineConfig
+from raysolve.core.prompting import PromptFormat
 from raysolve.sandbox import LocalSandbox, SandboxConfig
-from raysolve.tir import SampleSettings, SampleSpec, run_sample
+from raysolve.core.records import SampleSettings
+from raysolve.core.tir import SampleSpec, run_sample
 
 FMT = PromptFormat()
 CODEC = CharCodec()

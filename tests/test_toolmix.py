@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 
 from raysolve.engines import make_engine
-from raysolve.engines.base import GenerationRequest
-from raysolve.engines.scripted import directive_problem
-from raysolve.engines.toolmix import ToolMixEngine
+from raysolve.core.protocols import GenerationRequest
+from raysolve.engines.testing.scripted import directive_problem
+from raysolve.engines.testing.toolmix import ToolMixEngine
 
 ANSWER_TAIL = " The answer is \\boxed{7}."
 LENGTH = 100
@@ -20,9 +20,10 @@ EXACT = {"after_tokens": 30, "after_spread": 0.0}  # every call after exactly 30
 
 
 def test_a_chosen_sample_calls_the_sandbox_after_the_set_tokens_and_goes_on():
-    from raysolve.prompting import PromptFormat
+    from raysolve.core.prompting import PromptFormat
     from raysolve.sandbox import LocalSandbox, SandboxConfig
-    from raysolve.tir import SampleSettings, SampleSpec, run_sample
+    from raysolve.core.records import SampleSettings
+    from raysolve.core.tir import SampleSpec, run_sample
 
     engine = make_engine("toolmix", inner="scripted", inner_options=SCRIPTED, share=1.0, **EXACT)
     fmt = PromptFormat()
@@ -62,9 +63,9 @@ def test_the_share_of_samples_is_drawn_by_seed():
 
 
 def test_the_benchmark_counts_only_engine_generated_tokens(ray_local):
-    from raysolve.benchmarks import orchestration, with_tool_calls
-    from raysolve.config import SolverConfig
-    from raysolve.problems import Problem
+    from raysolve.bench.harness import orchestration, with_tool_calls
+    from raysolve.runtime.config import SolverConfig
+    from raysolve.io.problems import Problem
 
     cfg = SolverConfig.model_validate({"engine": {"backend": "scripted", "num_cpus": 0.01, "options": SCRIPTED},
                                        "budget": {"max_tokens": 2000}})

@@ -1,4 +1,4 @@
-"""Tests for raysolve.voting: tally, VoteState, stop policies, specs."""
+"""Tests for raysolve.core.voting: tally, VoteState, stop policies, specs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Sequence
 
 import pytest
 
-from raysolve.voting import (
+from raysolve.core.voting import (
     CONTINUE,
     AnyOf,
     BetaPosterior,

@@ -1,4 +1,4 @@
-"""Inference backends behind the `Engine` protocol (`raysolve.engines.base`).
+"""Inference backends behind the `Engine` protocol (`raysolve.core.protocols`).
 
 ``make_engine(backend, **options)`` builds one by name. Backend modules are
 imported lazily, so importing this package never imports torch, transformers or vLLM.
@@ -9,17 +9,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from raysolve.engines.base import Delta, Engine, FinishReason, GenerationRequest
+from raysolve.core.protocols import Delta, Engine, FinishReason, GenerationRequest
 
 __all__ = ["BACKENDS", "NOT_MODELS", "Delta", "Engine", "FinishReason", "GenerationRequest", "make_engine"]
 
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "hf": ("raysolve.engines.hf", "HFEngine", "HFEngineConfig"),
-    "scripted": ("raysolve.engines.scripted", "ScriptedEngine", "ScriptedEngineConfig"),
+    "scripted": ("raysolve.engines.testing.scripted", "ScriptedEngine", "ScriptedEngineConfig"),
     "vllm": ("raysolve.engines.vllm", "VLLMEngine", "VLLMEngineConfig"),
     "trtllm": ("raysolve.engines.trtllm", "TRTLLMEngine", "TRTLLMEngineConfig"),
-    "loadgen": ("raysolve.engines.loadgen", "LoadGenEngine", "LoadGenConfig"),
-    "toolmix": ("raysolve.engines.toolmix", "ToolMixEngine", "ToolMixConfig"),
+    "loadgen": ("raysolve.engines.testing.loadgen", "LoadGenEngine", "LoadGenConfig"),
+    "toolmix": ("raysolve.engines.testing.toolmix", "ToolMixEngine", "ToolMixConfig"),
 }
 """backend name -> (module, engine class, config dataclass). ``scripted`` is the TEST engine and
 ``loadgen`` the BENCHMARK engine (a load generator), ``toolmix`` a BENCHMARK wrapper that puts code

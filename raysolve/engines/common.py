@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from pathlib import Path
 
-from raysolve.engines.base import Delta, GenerationRequest
+from raysolve.core.protocols import Delta, GenerationRequest
 
 TINY = "tiny"
 """A backend's ``model`` value meaning the project's trained tiny model, shipped in ``raysolve/tiny/model``."""
 RANDOM_TINY = "random-tiny"
-"""A backend's ``model`` value meaning ``raysolve.engines.random_model.ensure_random_model()`` (tests)."""
+"""A backend's ``model`` value meaning ``raysolve.engines.testing.random_model.ensure_random_model()`` (tests)."""
 
 
 def resolve_model_path(model: str, random_seed: int = 0) -> str:
@@ -21,7 +22,7 @@ def resolve_model_path(model: str, random_seed: int = 0) -> str:
 
         return str(MODEL_DIR)
     if model == RANDOM_TINY:
-        from raysolve.engines.random_model import ensure_random_model
+        from raysolve.engines.testing.random_model import ensure_random_model
 
         return str(ensure_random_model(seed=random_seed))
     local = Path(model).expanduser()
@@ -119,3 +120,17 @@ def count_final(delta: Delta, counters: dict[str, int]) -> Delta:
         counters["tokens_generated"] += len(delta.token_ids)
         counters["requests_failed" if delta.finish_reason == "error" else "requests_finished"] += 1
     return delta
+
+
+def visible_gpu_count(environ: dict[str, str] | None = None) -> int:
+    """GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` (Ray sets it for a GPU actor), else torch's count."""
+    env = os.environ if environ is None else environ
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:
+        return 0

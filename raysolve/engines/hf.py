@@ -105,7 +105,7 @@ from transformers.generation.continuous_batching.cb_logits_processors import (
 )
 from transformers.generation.logits_process import LogitsProcessorList
 
-from raysolve.engines.base import Delta, FinishReason, GenerationRequest
+from raysolve.core.protocols import Delta, FinishReason, GenerationRequest
 from raysolve.engines.common import TINY, EarlyCancels, fit_to_room, request_counters, resolve_model_path
 
 __all__ = ["HFEngine", "HFEngineConfig"]

@@ -223,7 +223,7 @@ def check(recipe: BuildRecipe, steps: list[Step], gpus: int | None = None) -> li
 
 
 def _visible_gpus() -> int:
-    from raysolve.engines.vllm import visible_gpu_count
+    from raysolve.engines.common import visible_gpu_count
 
     try:
         return visible_gpu_count()
@@ -264,7 +264,7 @@ def run(recipe_path: str | Path, dry_run: bool = False, gpus: int | None = None)
 
 def render_calibration_row(problem: str, solution: str, tokenizer: Any, max_code_calls: int = 6) -> str:
     """One calibration text: the chat-templated prompt as the solver sends it, plus the solution."""
-    from raysolve.prompting import PromptFormat
+    from raysolve.core.prompting import PromptFormat
 
     messages = PromptFormat().messages(problem, max_code_calls)
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

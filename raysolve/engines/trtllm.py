@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal
 
-from raysolve.engines.base import Delta, GenerationRequest
+from raysolve.core.protocols import Delta, GenerationRequest
 from raysolve.engines.common import (
     TINY,
     EarlyCancels,
@@ -247,7 +247,7 @@ class TRTLLMEngine:
         async with self._start_lock:
             if self.llm is not None:
                 return
-            from raysolve.engines.vllm import visible_gpu_count
+            from raysolve.engines.common import visible_gpu_count
 
             path = resolve_model_path(self.config.model)
             engine_dir = is_engine_dir(path)

@@ -33,7 +33,7 @@ Cancellation
     iterating also aborts its request.
 
 Placement
-    The engine actor holds its GPUs (``raysolve.actors.placement``: one GPU for
+    The engine actor holds its GPUs (``raysolve.runtime.placement``: one GPU for
     tp=1, one bundle of tp GPUs for tp>1); ``tensor_parallel_size=None`` means
     "every GPU this process sees", and for tp>1 the executor is vLLM's
     multiprocessing one, whose workers inherit the actor's
@@ -60,8 +60,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from raysolve.engines.base import Delta, GenerationRequest
+from raysolve.core.protocols import Delta, GenerationRequest
 from raysolve.engines.common import (
+    visible_gpu_count,
     TINY,
     EarlyCancels,
     count_final,
@@ -71,7 +72,7 @@ from raysolve.engines.common import (
     resolve_model_path,
 )
 
-__all__ = ["VLLMEngine", "VLLMEngineConfig", "engine_kwargs", "sampling_kwargs", "visible_gpu_count"]
+__all__ = ["VLLMEngine", "VLLMEngineConfig", "engine_kwargs", "sampling_kwargs"]
 
 VLLM_RANGE = ">=0.25,<0.26"
 _INSTALL_HINT = (
@@ -112,20 +113,6 @@ class VLLMEngineConfig:
     """BENCHMARKING ONLY: ignore EOS and stop tokens, every segment runs to ``max_tokens``."""
     engine_args: dict[str, Any] = field(default_factory=dict)
     """Any further ``vllm.AsyncEngineArgs`` fields, passed through unchanged."""
-
-
-def visible_gpu_count(environ: dict[str, str] | None = None) -> int:
-    """GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` (Ray sets it for a GPU actor), else torch's count."""
-    env = os.environ if environ is None else environ
-    visible = env.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except ImportError:
-        return 0
 
 
 def engine_kwargs(config: VLLMEngineConfig, model_path: str, gpus: int) -> dict[str, Any]:

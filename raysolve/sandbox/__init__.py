@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raysolve.sandbox.base import ExecResult, ExecStatus, Sandbox
+from raysolve.core.protocols import ExecResult, ExecStatus, Sandbox
 from raysolve.sandbox.config import SandboxConfig
 from raysolve.sandbox.session import LocalSandbox
 

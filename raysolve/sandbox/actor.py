@@ -23,7 +23,7 @@ import ray
 from ray.actor import ActorHandle
 from ray.exceptions import RayError
 
-from raysolve.sandbox.base import ExecResult
+from raysolve.core.protocols import ExecResult
 from raysolve.sandbox.config import SandboxConfig
 from raysolve.sandbox.session import LocalSandbox
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from raysolve.sandbox.base import ExecResult, Sandbox
+from raysolve.core.protocols import ExecResult, Sandbox
 
 Outcome = Literal["compile", "error", "timeout", "killed", "ok"]
 

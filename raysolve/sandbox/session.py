@@ -33,7 +33,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from raysolve.sandbox.base import ExecResult
+from raysolve.core.protocols import ExecResult
 from raysolve.sandbox.config import SandboxConfig
 from raysolve.sandbox.process import ForkServerProcess, WorkerDied, WorkerProcess, WorkerTimeout, isolation_report
 

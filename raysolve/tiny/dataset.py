@@ -16,8 +16,8 @@ import multiprocessing as mp
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from raysolve.prompting import PromptFormat
-from raysolve.sandbox.base import ExecResult
+from raysolve.core.prompting import PromptFormat
+from raysolve.core.protocols import ExecResult
 from raysolve.tiny.families import TinyProblem, generate
 
 MAX_CODE_CALLS = 6

@@ -27,8 +27,8 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator
 
-from raysolve.engines.base import Delta, Engine, GenerationRequest
-from raysolve.prompting import HFTokenCodec, PromptFormat
+from raysolve.core.protocols import Delta, Engine, GenerationRequest
+from raysolve.core.prompting import HFTokenCodec, PromptFormat
 
 DEFAULT_CODE = "from math import comb\nprint(sum(comb(60, k) % 1000 for k in range(0, 61, 3)))"
 """A short computation a TIR sample would write: a real sandbox run of a few milliseconds."""

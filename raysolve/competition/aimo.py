@@ -1,6 +1,6 @@
 """AIMO-style offline runs on the actors: ``raysolve aimo``, ``jobs/aimo_offline.py`` and ``Predictor``.
 
-``SolverBackend`` is the solve function ``raysolve.competition.Competition`` calls: it
+``SolverBackend`` is the solve function ``raysolve.competition.loop.Competition`` calls: it
 launches a problem's samples together (latency mode, ahead of any batch work) with the
 plan's sample count and stop policy, and asks the coordinator to settle at the plan's
 deadline minus the time cancelling usually takes. A hard timeout behind that cancels the
@@ -20,13 +20,13 @@ from typing import Any
 
 import ray
 
-from raysolve.actors import SolveOptions
-from raysolve.budget import BudgetPolicy, ProblemPlan, make_policy
-from raysolve.competition import Competition, CompetitionLog
-from raysolve.config import SolverConfig
-from raysolve.problems import Problem
-from raysolve.records import ProblemResult
-from raysolve.solver import Solver
+from raysolve.core.scheduling import SolveOptions
+from raysolve.competition.budget import BudgetPolicy, ProblemPlan, make_policy
+from raysolve.competition.loop import Competition, CompetitionLog
+from raysolve.runtime.config import SolverConfig
+from raysolve.io.problems import Problem
+from raysolve.core.records import ProblemResult
+from raysolve.runtime.solver import Solver
 
 
 class SolverBackend:

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-from raysolve.problems import RowError
-from raysolve.records import ProblemResult
+from raysolve.io.problems import RowError
+from raysolve.core.records import ProblemResult
 
 
 @dataclass

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from raysolve.voting import FullVote, Settled, StopPolicy, VoteState, final_decision
+from raysolve.core.voting import FullVote, Settled, StopPolicy, VoteState, final_decision
 
 __all__ = ["Mode", "Outcome", "ProblemTrace", "Sample", "load_traces", "parse_mode", "replay", "simulate"]
 
@@ -243,7 +243,7 @@ def replay(
 
     ``budget``: samples per problem (a random subset of its traces in each ordering);
     default: all of a problem's samples. Problems with fewer samples are skipped."""
-    from raysolve.answers import is_correct
+    from raysolve.core.answers import is_correct
 
     policies, modes = list(policies), list(modes)
     graded_cache: dict[tuple[str, str | None], bool] = {}

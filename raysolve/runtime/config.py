@@ -1,7 +1,7 @@
 """`SolverConfig`: one object that fully describes a run.
 
 The CLI, the dataset job, the Serve app and the AIMO runner all build their actors
-from it through ``raysolve.solver.Solver`` — there is no second code path. Load it
+from it through ``raysolve.runtime.solver.Solver`` — there is no second code path. Load it
 from YAML/JSON with ``SolverConfig.load`` and override fields from the command line.
 """
 
@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from raysolve.prompting import PromptFormat
+from raysolve.core.prompting import PromptFormat
 from raysolve.sandbox.config import SandboxConfig
-from raysolve.voting import parse_policy
+from raysolve.core.voting import parse_policy
 
 
 class _Strict(BaseModel):
@@ -106,7 +106,7 @@ class SchedulingConfig(_Strict):
     num_samples: int = Field(8, ge=1)
     pool_size: int = Field(4, ge=1)
     stop_policy: str = "default"
-    """A ``raysolve.voting.parse_policy`` spec, e.g. ``unbeatable|beta:0.95:min=3``."""
+    """A ``raysolve.core.voting.parse_policy`` spec, e.g. ``unbeatable|beta:0.95:min=3``."""
     max_active_problems: int | None = Field(None, ge=1)
     """Cap on problems in progress at once; None: as many as keep the engines full."""
     max_sample_retries: int = Field(2, ge=0)

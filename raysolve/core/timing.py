@@ -1,4 +1,5 @@
-"""Latency percentiles, one definition for every stat and benchmark in the project.
+"""Latency percentiles (one definition for every stat and benchmark in the project) and an
+on/off profiler for actors.
 
 Nearest rank on the sorted values: the ``q`` percentile is the value at index
 ``min(n - 1, int(q * n))``. Pure (no Ray), so benchmarks and actors share it.
@@ -6,6 +7,9 @@ Nearest rank on the sorted values: the ``q`` percentile is the value at index
 
 from __future__ import annotations
 
+import cProfile
+import io
+import pstats
 from typing import Iterable
 
 
@@ -24,3 +28,25 @@ def latency_summary_ms(values_s: Iterable[float]) -> dict[str, float]:
         return {}
     return {"n": len(ordered), "p50": 1000 * percentile(ordered, 0.5), "p95": 1000 * percentile(ordered, 0.95),
             "max": 1000 * ordered[-1]}
+
+
+class Profiler:
+    """cProfile on/off inside an actor; ``stop`` gives the top functions by own and cumulative time."""
+
+    def __init__(self) -> None:
+        self._profile: cProfile.Profile | None = None
+
+    def set(self, on: bool) -> str | None:
+        if on:
+            self._profile = cProfile.Profile()
+            self._profile.enable()
+            return None
+        if self._profile is None:
+            return None
+        self._profile.disable()
+        buf = io.StringIO()
+        stats = pstats.Stats(self._profile, stream=buf)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(25)
+        self._profile = None
+        return buf.getvalue()

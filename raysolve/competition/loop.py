@@ -3,7 +3,7 @@
 ``Competition`` is the loop an AIMO-style run needs, with the engine left out: it asks a
 ``BudgetPolicy`` for a plan, calls a ``solve`` function with it, turns whatever comes back
 into an integer answer, and tells the policy what the problem cost. The solve function is
-injected (``raysolve.aimo.SolverBackend`` runs it on the actors; tests use a scripted one
+injected (``raysolve.competition.aimo.SolverBackend`` runs it on the actors; tests use a scripted one
 on a simulated clock), so this module imports no Ray.
 
 Every problem is answered:
@@ -31,11 +31,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from raysolve.answers import apply_modulus, is_correct
-from raysolve.budget import BudgetPolicy, Outcome, ProblemPlan
-from raysolve.output import read_rows, rewrite_rows
-from raysolve.problems import Problem
-from raysolve.records import ProblemResult
+from raysolve.core.answers import apply_modulus, is_correct
+from raysolve.competition.budget import BudgetPolicy, Outcome, ProblemPlan
+from raysolve.io.output import read_rows, rewrite_rows
+from raysolve.io.problems import Problem
+from raysolve.core.records import ProblemResult
 
 SolveFn = Callable[[Problem, ProblemPlan], ProblemResult]
 """Solves one problem under a plan; may raise (the problem then gets the fallback answer)."""

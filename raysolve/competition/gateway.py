@@ -3,7 +3,7 @@
 The Kaggle AIMO server hands a notebook's ``predict`` one problem at a time, as one-row
 Series ``id_`` and ``problem``, waits for a one-row frame ``id, answer``, checks it, and
 only then sends the next problem; the answers are scored after the run. ``LocalGateway``
-does the same with a CSV (or any file ``raysolve.problems`` reads), so a notebook can be
+does the same with a CSV (or any file ``raysolve.io.problems`` reads), so a notebook can be
 run end to end before it is submitted. It checks each prediction the way the server
 would (one row, the right id, an integer in range) and scores against a gold column when
 there is one. It imports no Ray: any ``predict`` callable works.
@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from raysolve.answers import is_correct
-from raysolve.problems import Fields, Problem, RowError, load_problems
+from raysolve.core.answers import is_correct
+from raysolve.io.problems import Fields, Problem, RowError, load_problems
 
 
 @dataclass

@@ -10,7 +10,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from raysolve.tir import SampleSettings
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """Budgets and sampling settings of a sample: the same for every sample of a problem."""
+
+    max_tokens: int = 4096
+    """Budget of the whole sample: generated tokens plus tool-output tokens."""
+    max_code_calls: int = 6
+    code_timeout_s: float = 2.0
+    temperature: float = 0.7
+    """0 asks for greedy decoding (every sample then gives the same text)."""
+    top_p: float = 0.95
+    top_k: int = 0
+    modulus: int | None = None
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ from typing import Any, Iterable, Iterator
 
 import ray
 
-from raysolve.actors import SolveOptions, place_engine_actors, release, spawn_coordinator, spawn_engine_actor
-from raysolve.config import SolverConfig
-from raysolve.problems import Problem
-from raysolve.records import ProblemResult
+from raysolve.core.scheduling import SolveOptions
+from raysolve.runtime.actors import place_engine_actors, release, spawn_coordinator, spawn_engine_actor
+from raysolve.runtime.config import SolverConfig
+from raysolve.io.problems import Problem
+from raysolve.core.records import ProblemResult
 from raysolve.sandbox import sandbox_pool_actor
 
 

@@ -7,7 +7,7 @@ rate, cancellation, scaling). Also ``jobs/bench_orchestration.py``, for ``ray jo
 With no ``--engine``, every engine actor is the ``loadgen`` BENCHMARK engine (a load
 generator emitting tokens at a set rate, with real cancellation), so the coordinator can
 be pushed to what fast GPU engines would produce on a small CPU machine. Sections, each
-measured side by side in this one run (``raysolve.benchmarks``):
+measured side by side in this one run (``raysolve.bench.harness``):
 
 - ``efficiency``: for each ``ACTORSxTOKENS_PER_SxLENGTH`` load, engine alone vs full solver
   on the same actors (early stopping off): solver tokens/s ÷ engine-alone tokens/s,
@@ -46,10 +46,10 @@ from typing import Any
 
 import ray
 
-from raysolve.actors import SolveOptions
-from raysolve.bench_files import write_results
-from raysolve.benchmarks import bench_problems, cancel_latency, orchestration, scaling, with_tool_calls
-from raysolve.config import SolverConfig
+from raysolve.core.scheduling import SolveOptions
+from raysolve.bench.files import write_results
+from raysolve.bench.harness import bench_problems, cancel_latency, orchestration, scaling, with_tool_calls
+from raysolve.runtime.config import SolverConfig
 
 
 def loadgen_config(actors: int, rate: float, length: int, sigma: float = 0.0, code_share: float = 0.0,

@@ -35,9 +35,9 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from raysolve.engines.base import Delta, GenerationRequest
+from raysolve.core.protocols import Delta, GenerationRequest
 from raysolve.engines.common import EarlyCancels, request_counters
-from raysolve.engines.scripted import EOS, CharCodec
+from raysolve.engines.testing.scripted import EOS, CharCodec
 
 CODE_CALL = "Let me compute.<tool_call>\n```python\nprint(6 * 7)\n```\n</tool_call>"
 

@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from raysolve.config import EngineConfig
+from raysolve.runtime.config import EngineConfig
 
 __all__ = [
     "ActorPlacement",

@@ -18,39 +18,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from raysolve.answers import is_correct
-from raysolve.config import SolverConfig
-from raysolve.problems import Problem
-from raysolve.records import ProblemResult, SampleRecord, SampleRequest
-from raysolve.tir import SampleSettings
-from raysolve.voting import Settled, StopPolicy, VoteState, final_decision, parse_policy
+from raysolve.core.answers import is_correct
+from raysolve.runtime.config import SolverConfig
+from raysolve.io.problems import Problem
+from raysolve.core.records import ProblemResult, SampleRecord, SampleRequest
+from raysolve.core.records import SampleSettings
+from raysolve.core.scheduling import SolveOptions
+from raysolve.core.voting import Settled, StopPolicy, VoteState, final_decision, parse_policy
 
 _TICK_S = 0.5
 """How often time-based stop rules are checked between sample results."""
 
-
-
-@dataclass(frozen=True)
-class SolveOptions:
-    """Per-problem overrides of the run's configuration (Serve requests, AIMO budgets)."""
-
-    num_samples: int | None = None
-    pool_size: int | None = None
-    mode: str | None = None
-    stop_policy: str | None = None
-    max_tokens: int | None = None
-    max_code_calls: int | None = None
-    temperature: float | None = None
-    modulus: int | None = None
-    time_limit_s: float | None = None
-    """Settle with the votes so far (reason ``time_limit``) this long after submission."""
-
-    @classmethod
-    def latency(cls, **overrides: object) -> "SolveOptions":
-        """The latency-first default (Serve requests, single problems): waves of 8 samples and
-        ``beta:0.99:min=4`` (see ``results/replay-tiny-32``: 68 % fewer tokens than the full vote
-        at the same accuracy, settling about when launch-all's full vote would)."""
-        return cls(**{"mode": "wave", "pool_size": 8, "stop_policy": "latency", **overrides})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -112,7 +90,7 @@ class _Problem:
 
 
 class Coordinator:
-    """Plain class; ``raysolve.actors.spawn_coordinator`` wraps it with ``ray.remote``."""
+    """Plain class; ``raysolve.runtime.actors.spawn_coordinator`` wraps it with ``ray.remote``."""
 
     def __init__(self, config: SolverConfig, engines: list[Any], depths: list[int]) -> None:
         self.config = config
@@ -220,7 +198,7 @@ class Coordinator:
         """cProfile this actor's event loop (benchmarks): ``True`` starts; ``False`` stops and
         returns the top functions by own and by cumulative time."""
         if self._profiler is None:
-            from raysolve.benchmarks import Profiler
+            from raysolve.core.timing import Profiler
 
             self._profiler = Profiler()
         return self._profiler.set(on)

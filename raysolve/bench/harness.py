@@ -21,19 +21,16 @@ Any backend works; on CPU the ``loadgen`` benchmark engine stands in for fast GP
 
 from __future__ import annotations
 
-import cProfile
-import io
-import pstats
 import time
 from typing import Any, Callable, Iterable
 
 import ray
 
-from raysolve.actors import SolveOptions
-from raysolve.config import SolverConfig
-from raysolve.problems import Problem
-from raysolve.solver import Solver
-from raysolve.timing import latency_summary_ms
+from raysolve.core.scheduling import SolveOptions
+from raysolve.runtime.config import SolverConfig
+from raysolve.io.problems import Problem
+from raysolve.runtime.solver import Solver
+from raysolve.core.timing import latency_summary_ms
 
 
 def percentiles_ms(values_s: Iterable[float]) -> dict[str, float]:
@@ -62,8 +59,8 @@ async def _engine_alone(engine: Any, codec: Any, fmt: Any, texts: list[str], req
     continued with a stand-in output block appended (no sandbox), within the same token budget."""
     import asyncio
 
-    from raysolve.engines.base import GenerationRequest
-    from raysolve.tir import SampleSettings
+    from raysolve.core.protocols import GenerationRequest
+    from raysolve.core.records import SampleSettings
 
     prompts = [tuple(fmt.prompt_ids(codec, t, 6)) for t in texts]
     end = codec.code_end_token_id
@@ -232,25 +229,3 @@ def scaling(make_config: Callable[[int], SolverConfig], counts: list[int], probl
     for row in rows:
         row["ratio_to_linear"] = round(row["tokens_per_s"] / (base * row["engines"]), 3)
     return rows
-
-
-class Profiler:
-    """cProfile on/off inside an actor; ``stop`` gives the top functions by own and cumulative time."""
-
-    def __init__(self) -> None:
-        self._profile: cProfile.Profile | None = None
-
-    def set(self, on: bool) -> str | None:
-        if on:
-            self._profile = cProfile.Profile()
-            self._profile.enable()
-            return None
-        if self._profile is None:
-            return None
-        self._profile.disable()
-        buf = io.StringIO()
-        stats = pstats.Stats(self._profile, stream=buf)
-        stats.sort_stats("tottime").print_stats(25)
-        stats.sort_stats("cumulative").print_stats(25)
-        self._profile = None
-        return buf.getvalue()

@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Sequence
 
-from raysolve.engines.base import Delta, GenerationRequest
+from raysolve.core.protocols import Delta, GenerationRequest
 
 EOS = "<|im_end|>"
 SPECIALS = ("<|im_start|>", EOS, "<tool_call>", "</tool_call>")

@@ -231,7 +231,7 @@ def _build(out: Path, seed: int) -> None:
                 "format": _FORMAT_VERSION,
                 "seed": seed,
                 "parameters": n_params,
-                "note": "randomly initialised placeholder created by raysolve.engines.random_model",
+                "note": "randomly initialised placeholder created by raysolve.engines.testing.random_model",
             },
             indent=2,
         )

@@ -1,9 +1,11 @@
-"""The `Engine` protocol: what every inference backend gives the tool loop.
+"""The two protocols the tool loop talks to: `Engine` (inference backends) and `Sandbox`
+(restricted code execution), with the values that cross them.
 
-Backends are like an HTTP client's transports: the tool loop and the actors talk
-only to this protocol, and each backend module (`hf`, later `vllm`, `trtllm`)
-adapts one library to it. Token ids go in and come out; a backend never
-re-tokenises what the solver already holds.
+They live in the core so that the tool loop (`raysolve.core.tir`) depends on nothing
+above it. Backends are like an HTTP client's transports: the tool loop and the actors
+talk only to these protocols, and each module under `raysolve.engines` adapts one
+library to `Engine`. Token ids go in and come out; a backend never re-tokenises what
+the solver already holds.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class Engine(Protocol):
     within milliseconds of ``cancel`` and free the request's cache, and allow at
     least ``max_concurrency()`` requests in flight at once. After ``start()`` a
     backend exposes the Hugging Face ``tokenizer`` of its model (or a ``codec``
-    implementing ``raysolve.prompting.TokenCodec``): the engine actor renders
+    implementing ``raysolve.core.prompting.TokenCodec``): the engine actor renders
     prompts and tool output with it, so token ids agree with the engine's.
     """
 
@@ -79,3 +81,44 @@ class Engine(Protocol):
 
     async def close(self) -> None:
         """Release the model and background threads."""
+
+
+
+# ---- sandbox ----------------------------------------------------------------------
+
+ExecStatus = Literal["ok", "error", "timeout", "killed"]
+"""``ok``: ran to the end; ``error``: compile or runtime error (text in ``stderr``);
+``timeout``: wall-clock limit hit, worker killed; ``killed``: worker died (memory,
+CPU rlimit, crash) or the run was cancelled."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    status: ExecStatus
+    stdout: str = ""
+    stderr: str = ""
+    truncated: bool = False
+    wall_s: float = 0.0
+
+    @property
+    def text(self) -> str:
+        """What the model sees: stdout, then stderr (errors are short, readable lines)."""
+        if self.stdout and self.stderr:
+            return f"{self.stdout}\n{self.stderr}" if not self.stdout.endswith("\n") else self.stdout + self.stderr
+        return self.stdout or self.stderr
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """Stateful sessions of restricted Python: one session per sample.
+
+    Variables defined by one ``run`` are visible to the next ``run`` of the same
+    session. ``run`` never raises for bad, slow or hostile code: it returns an
+    ``ExecResult`` whose text goes back to the model.
+    """
+
+    async def open_session(self) -> str: ...
+
+    async def run(self, session_id: str, code: str, timeout_s: float | None = None) -> ExecResult: ...
+
+    async def close(self, session_id: str) -> None: ...

@@ -13,14 +13,14 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
-from raysolve.config import SolverConfig
+from raysolve.runtime.config import SolverConfig
 from raysolve.engines import make_engine
-from raysolve.engines.base import Engine
-from raysolve.prompting import HFTokenCodec, TokenCodec
-from raysolve.records import SampleRecord, SampleRequest
-from raysolve.sandbox.base import Sandbox
-from raysolve.timing import latency_summary_ms
-from raysolve.tir import SampleSpec, run_sample
+from raysolve.core.protocols import Engine
+from raysolve.core.prompting import HFTokenCodec, TokenCodec
+from raysolve.core.records import SampleRecord, SampleRequest
+from raysolve.core.protocols import Sandbox
+from raysolve.core.timing import latency_summary_ms
+from raysolve.core.tir import SampleSpec, run_sample
 
 _PROMPT_CACHE_SIZE = 1024
 _EARLY_CANCEL_TTL_S = 120.0
@@ -29,7 +29,7 @@ _CANCEL_WAIT_S = 5.0
 
 
 class EngineActor:
-    """Plain class; ``raysolve.actors.spawn_engine_actor`` wraps it with ``ray.remote``."""
+    """Plain class; ``raysolve.runtime.actors.spawn_engine_actor`` wraps it with ``ray.remote``."""
 
     def __init__(self, index: int, config: SolverConfig, sandbox_actor: str) -> None:
         import ray

@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from raysolve.voting import parse_policy
+from raysolve.core.voting import parse_policy
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class ProblemPlan:
     num_samples: int
     """Samples launched together."""
     stop_policy: str
-    """The early-stop rule (a ``raysolve.voting.parse_policy`` spec)."""
+    """The early-stop rule (a ``raysolve.core.voting.parse_policy`` spec)."""
 
 
 @dataclass(frozen=True)

@@ -14,27 +14,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from raysolve.answers import parse_answer
-from raysolve.engines.base import Engine, GenerationRequest
-from raysolve.prompting import PromptFormat, TokenCodec
-from raysolve.sandbox.base import Sandbox
+from raysolve.core.answers import parse_answer
+from raysolve.core.prompting import PromptFormat, TokenCodec
+from raysolve.core.protocols import Engine, GenerationRequest, Sandbox
+from raysolve.core.records import SampleSettings
 
 SampleFinish = Literal["eos", "length", "cancelled", "error"]
-
-
-@dataclass(frozen=True)
-class SampleSettings:
-    """Budgets and sampling settings of a sample: the same for every sample of a problem."""
-
-    max_tokens: int = 4096
-    """Budget of the whole sample: generated tokens plus tool-output tokens."""
-    max_code_calls: int = 6
-    code_timeout_s: float = 2.0
-    temperature: float = 0.7
-    """0 asks for greedy decoding (every sample then gives the same text)."""
-    top_p: float = 0.95
-    top_k: int = 0
-    modulus: int | None = None
 
 
 @dataclass(frozen=True)

@@ -419,7 +419,7 @@ class ESCWindow:
 class DirichletMode:
     """Settle when P(the leader is the most likely answer) >= ``threshold`` under a
     Dirichlet posterior over the answers seen plus one for unseen answers (Monte Carlo,
-    fixed seed: see ``raysolve.posteriors.leader_is_mode``), with ``min_votes`` votes in."""
+    fixed seed: see ``raysolve.core.posteriors.leader_is_mode``), with ``min_votes`` votes in."""
 
     threshold: float = 0.95
     min_votes: int = 3
@@ -434,7 +434,7 @@ class DirichletMode:
     def decide(self, state: VoteState) -> Decision:
         if state.votes < max(1, self.min_votes):
             return CONTINUE
-        from raysolve.posteriors import leader_is_mode
+        from raysolve.core.posteriors import leader_is_mode
 
         counts = tuple(sorted(state.counts.values(), reverse=True))
         if leader_is_mode(counts) >= self.threshold:
@@ -446,7 +446,7 @@ class DirichletMode:
 class Predictive:
     """Settle when the predictive probability that the leader still wins once the whole
     budget has voted is >= ``threshold`` (Pólya urn over leader / runner-up / the rest:
-    ``raysolve.posteriors.leader_wins_at_budget``), with ``min_votes`` votes in. Unlike
+    ``raysolve.core.posteriors.leader_wins_at_budget``), with ``min_votes`` votes in. Unlike
     Beta it knows the budget: it is 1 exactly when the lead is unbeatable, and close to
     the end of the budget it settles on smaller leads."""
 
@@ -461,7 +461,7 @@ class Predictive:
         return _threshold_spec("predictive", self.threshold, self.min_votes)
 
     def probability(self, state: VoteState) -> float:
-        from raysolve.posteriors import leader_wins_at_budget
+        from raysolve.core.posteriors import leader_wins_at_budget
 
         _, v1, v2 = state.top_two()
         return leader_wins_at_budget(v1, v2, state.finished - v1 - v2, state.remaining)

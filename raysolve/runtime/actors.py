@@ -11,17 +11,16 @@ from typing import Any
 
 import ray
 
-from raysolve.actors.coordinator import Coordinator, SolveOptions
-from raysolve.actors.engine_actor import EngineActor
-from raysolve.actors.placement import ActorPlacement, PlacementError, place_engine_actors, release
-from raysolve.config import SolverConfig
+from raysolve.runtime.coordinator import Coordinator
+from raysolve.runtime.engine_actor import EngineActor
+from raysolve.runtime.placement import ActorPlacement, PlacementError, place_engine_actors, release
+from raysolve.runtime.config import SolverConfig
 
 __all__ = [
     "ActorPlacement",
     "Coordinator",
     "EngineActor",
     "PlacementError",
-    "SolveOptions",
     "place_engine_actors",
     "release",
     "spawn_coordinator",

@@ -1,0 +1,1 @@
+"""Problem sets in (JSONL, JSON, Parquet, CSV, ``datasets``) and result files out."""
