@@ -16,7 +16,7 @@ problem count) and the same engine actors, one run after another:
 
 The engines start (and warm up) once, before the first run; each run's clock starts
 with its first problem. Writes ``OUT.json``, ``OUT.csv`` and ``OUT.png``, and each run's
-per-problem log under ``--runs``.
+per-problem log under ``--runs``. The runs are ``raysolve.bench.budgets``.
 """
 
 from __future__ import annotations
@@ -30,23 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from raysolve.competition.aimo import run_offline
+from raysolve.bench.budgets import STOP, conditions, run_condition, unbounded
 from raysolve.bench.files import write_results
-from raysolve.competition.budget import AdaptiveBudget, FixedBudget
-from raysolve.runtime.config import SolverConfig
 from raysolve.io.problems import Fields, Problem, load_problems
+from raysolve.runtime.config import SolverConfig
 from raysolve.runtime.solver import Solver
-
-STOP = "unbeatable|latency"
-
-
-def conditions(total: float, n: int, samples: int) -> dict[str, Any]:
-    return {
-        "adaptive": AdaptiveBudget(total, n, max_samples=samples, stop_policy=STOP),
-        "adaptive+stragglers": AdaptiveBudget(total, n, max_samples=samples, stop_policy=STOP, stragglers=2),
-        "fixed": FixedBudget(total, n, samples=samples, stop_policy=STOP),
-        "all samples": FixedBudget(total, n, samples=samples, stop_policy="full"),
-    }
 
 
 def main() -> int:
@@ -73,24 +61,7 @@ def main() -> int:
         solver.warm_up(samples=args.samples)
 
         def run(name: str, per_problem: float | None, policy: Any) -> None:
-            total = per_problem * len(problems) if per_problem else 1e9
-            t0 = time.monotonic()
-            summary = run_offline(problems, cfg, total_s=total, policy=policy, modulus=args.modulus,
-                                  out_dir=runs / f"{name.replace(' ', '-')}-{per_problem or 'unbounded'}",
-                                  solver=solver, warm_up=False, echo=False)
-            wall = time.monotonic() - t0
-            row = {
-                "condition": name, "per_problem_s": per_problem, "budget_s": round(total, 1) if per_problem else None,
-                "score": summary["score"], "correct": summary["correct"], "problems": summary["problems"],
-                "time_used_s": round(summary["elapsed_s"], 1), "wall_s": round(wall, 1),
-                "within_budget": summary["within_budget"] if per_problem else None,
-                "votes": summary["answer_sources"].get("vote", 0),
-                "partial": summary["answer_sources"].get("partial", 0),
-                "fallback": summary["answer_sources"].get("fallback", 0),
-                "samples_launched": summary["samples"]["launched"],
-                "samples_finished": summary["samples"]["finished"],
-                "tokens": summary["tokens"], "policy": summary["policy"],
-            }
+            row = run_condition(solver, cfg, problems, name, per_problem, policy, args.modulus, runs)
             rows.append(row)
             print(f"{name:>20} @ {per_problem or '∞'} s/problem: score {row['score']:.1%}, "
                   f"{row['time_used_s']:.0f} s of {row['budget_s'] or '∞'} s, votes/partial/fallback "
@@ -100,7 +71,7 @@ def main() -> int:
         for level in levels:
             for name, policy in conditions(level * len(problems), len(problems), args.samples).items():
                 run(name, level, policy)
-        run("all samples", None, FixedBudget(1e9, len(problems), samples=args.samples, stop_policy="full"))
+        run("all samples", None, unbounded(len(problems), args.samples))
 
     report = {
         "command": "python " + " ".join(sys.argv),

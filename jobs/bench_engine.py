@@ -4,6 +4,8 @@
 
 Prompts are the chat-templated held-out problems; every request gets its own seed and
 runs to ``--tokens`` new tokens unless EOS comes first (counted as generated either way).
+The model's own throughput (``raysolve.bench.engine_throughput``), not the orchestration
+benchmarks' engine-alone baseline.
 """
 
 from __future__ import annotations
@@ -17,33 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from raysolve.core.protocols import GenerationRequest
-from raysolve.engines.hf import HFEngine, HFEngineConfig
-from raysolve.io.output import read_rows
-from raysolve.core.prompting import HFTokenCodec, PromptFormat
-
-
-async def run_level(engine: HFEngine, prompts: list[list[int]], concurrency: int, tokens: int) -> dict:
-    async def one(i: int) -> int:
-        request = GenerationRequest(f"c{concurrency}-{i}", tuple(prompts[i % len(prompts)]), tokens, seed=i)
-        return sum([len(d.token_ids) async for d in engine.generate(request)])
-
-    started = time.perf_counter()
-    counts = await asyncio.gather(*(one(i) for i in range(concurrency * 2)))
-    wall = time.perf_counter() - started
-    return {"concurrency": concurrency, "requests": len(counts), "tokens": sum(counts),
-            "wall_s": round(wall, 3), "tokens_per_s": round(sum(counts) / wall, 1)}
+from raysolve.bench.engine_throughput import hf_levels
 
 
 async def main_async(args: argparse.Namespace) -> dict:
-    engine = HFEngine(HFEngineConfig(model=args.model, device="cpu", max_concurrency=max(args.concurrency)))
-    await engine.start()
-    codec = HFTokenCodec(engine.tokenizer)
-    fmt = PromptFormat()
-    prompts = [fmt.prompt_ids(codec, r["problem"], 6) for r in read_rows(args.problems)]
-    await run_level(engine, prompts, 2, 16)  # warm-up
-    levels = [await run_level(engine, prompts, c, args.tokens) for c in args.concurrency]
-    await engine.close()
+    levels = await hf_levels(args.model, args.problems, args.concurrency, args.tokens)
     return {"model": args.model, "max_new_tokens": args.tokens, "levels": levels,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads 1 (engine default)",
             "date": time.strftime("%Y-%m-%d"), "command": "python jobs/bench_engine.py " + " ".join(sys.argv[1:])}

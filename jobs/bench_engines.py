@@ -14,7 +14,8 @@ same problems with the same seeds, in two phases:
 - **batch** (every problem queued, ``--samples`` each, ``--pool`` in flight per problem):
   total generation time and batch tokens/s, as a dataset job would see them;
 
-plus accuracy (majority vote, both phases). Writes ``OUT.json``, ``OUT.csv``, ``OUT.png``.
+plus accuracy (majority vote, both phases; ``raysolve.bench.engine_compare``). Writes ``OUT.json``,
+``OUT.csv``, ``OUT.png``.
 """
 
 from __future__ import annotations
@@ -22,67 +23,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from raysolve.core.scheduling import SolveOptions
+from raysolve.bench.engine_compare import measure
 from raysolve.bench.files import write_results
-from raysolve.runtime.config import SolverConfig
 from raysolve.io.problems import Fields, Problem, load_problems
-from raysolve.core.timing import percentile
-
-
-def measure(name: str, cfg: SolverConfig, problems: list[Problem], samples: int, pool: int) -> dict[str, Any]:
-    from raysolve.runtime.solver import Solver
-
-    boot = time.perf_counter()
-    with Solver(cfg) as solver:
-        startup = time.perf_counter() - boot
-        solver.warm_up(samples=samples)
-        one = SolveOptions(mode="launch-all", num_samples=samples, stop_policy="full")
-        t0 = time.perf_counter()
-        single = []
-        for p in problems:
-            started = time.perf_counter()
-            result = solver.solve(p, one)
-            single.append((result, time.perf_counter() - started))
-        single_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        batch = list(solver.solve_iter(problems, SolveOptions(mode="pool", num_samples=samples, pool_size=pool,
-                                                              stop_policy="full")))
-        batch_s = time.perf_counter() - t0
-        engines = solver.stats()["engines"]
-    records = [s for r, _ in single for s in r.samples]
-    ttft = [s.first_token_s for s in records if s.first_token_s is not None]
-    speeds = [s.generated_tokens / (s.wall_s - s.tool_s) for s in records
-              if s.generated_tokens and s.wall_s - s.tool_s > 0]
-    graded = [r for r, _ in single if r.correct is not None]
-    batch_tokens = sum(r.generated_tokens for r in batch)
-    return {
-        "engine": name,
-        "backend": cfg.engine.backend,
-        "startup_s": round(startup, 1),
-        "problems": len(problems),
-        "samples": samples,
-        "per_problem_s": round(statistics.mean(w for _, w in single), 3),
-        "per_problem_p95_s": round(percentile([w for _, w in single], 0.95) or 0, 3),
-        "ttft_p50_ms": round(1000 * (percentile(ttft, 0.5) or 0), 1),
-        "ttft_p95_ms": round(1000 * (percentile(ttft, 0.95) or 0), 1),
-        "per_sample_tok_s": round(statistics.mean(speeds), 1) if speeds else 0.0,
-        "one_at_a_time_tok_s": round(sum(s.generated_tokens for s in records) / single_s, 1),
-        "generation_s": round(batch_s, 2),
-        "batch_tok_s": round(batch_tokens / batch_s, 1),
-        "accuracy": round(sum(bool(r.correct) for r in graded) / len(graded), 4) if graded else None,
-        "batch_accuracy": round(sum(bool(r.correct) for r in batch if r.correct is not None) /
-                                max(1, sum(r.correct is not None for r in batch)), 4),
-        "generated_tokens": sum(s.generated_tokens for s in records),
-        "code_calls": sum(s.code_calls for s in records),
-        "sample_errors": sum(s.finish_reason == "error" for s in records),
-        "engine_stats": engines,
-    }
+from raysolve.runtime.config import SolverConfig
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

@@ -5,65 +5,22 @@ at several client concurrencies, one deployment, measured side by side in one ru
 
 Each client sends ``POST /v1/solve`` requests back to back (problems from
 ``examples/problems.jsonl`` in turn, the endpoint's latency-first defaults) until the
-level's request count is reached. Writes JSON, CSV and a PNG.
+level's request count is reached (``raysolve.bench.serve_load``). Writes JSON, CSV and a PNG.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import platform
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from raysolve.core.timing import percentile
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _level(url: str, problems: list[dict[str, Any]], clients: int, requests: int) -> dict[str, Any]:
-    latencies: list[float] = []
-    codes: dict[int, int] = {}
-    correct = 0
-    counter = iter(range(requests))
-
-    async def client(http: httpx.AsyncClient) -> None:
-        nonlocal correct
-        for i in counter:
-            problem = problems[i % len(problems)]
-            t0 = time.perf_counter()
-            response = await http.post(url, json={"problem": problem["problem"], "keep_samples": False})
-            latencies.append(time.perf_counter() - t0)
-            codes[response.status_code] = codes.get(response.status_code, 0) + 1
-            if response.status_code == 200 and response.json()["answer"] == str(problem.get("answer")):
-                correct += 1
-
-    async with httpx.AsyncClient(timeout=600) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        wall = time.perf_counter() - started
-    ordered = sorted(latencies)
-    return {
-        "clients": clients,
-        "requests": requests,
-        "status_codes": codes,
-        "correct": correct,
-        "wall_s": round(wall, 2),
-        "requests_per_s": round(requests / wall, 3),
-        "p50_s": round(percentile(ordered, 0.5), 3),
-        "p95_s": round(percentile(ordered, 0.95), 3),
-    }
+from raysolve.bench.files import write_results
+from raysolve.bench.serve_load import CSV_FIELDS, free_port, load_level
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
@@ -109,14 +66,14 @@ def main() -> int:
 
     problems = [json.loads(line) for line in Path(args.problems).read_text().splitlines() if line.strip()]
     ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build({"config": args.config}), name="raysolve", route_prefix="/")
     url = f"http://127.0.0.1:{port}/v1/solve"
-    asyncio.run(_level(url, problems, 1, 2))  # warm-up: first requests load caches
+    asyncio.run(load_level(url, problems, 1, 2))  # warm-up: first requests load caches
     levels = []
     for clients, requests in zip(map(int, args.clients.split(",")), map(int, args.requests.split(","))):
-        row = asyncio.run(_level(url, problems, clients, requests))
+        row = asyncio.run(load_level(url, problems, clients, requests))
         levels.append(row)
         print(json.dumps(row), flush=True)
     serve.shutdown()
@@ -129,15 +86,8 @@ def main() -> int:
         "request": "POST /v1/solve with the endpoint defaults (wave scheduling of 8, policy 'latency')",
         "levels": levels,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    with out.with_suffix(".csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["clients", "requests", "requests_per_s", "p50_s", "p95_s", "wall_s", "correct"])
-        writer.writeheader()
-        for row in levels:
-            writer.writerow({k: row[k] for k in writer.fieldnames})
-    _plot(report, out.with_suffix(".png"))
+    rows = [{k: row[k] for k in CSV_FIELDS} for row in levels]
+    write_results(Path(args.out), report, rows, _plot)
     return 0
 
 

@@ -1,14 +1,19 @@
 """Coordinator + engine actors + sandbox actor on a local Ray instance, with the scripted TEST engine.
 
 The scripted engine stands in for the model only; Ray, the actors, the tool loop and the
-process sandbox are real.
+process sandbox are real. No assertion here depends on how fast the machine is: samples
+that must still be running when something happens are made too long to finish on their own
+(``HOLD``: only a cancel ends them), and tests wait for observed states, not for sleeps. The
+scheduling decisions themselves are tested on a simulated clock in ``test_scheduling.py``.
 """
+
+import time
 
 import pytest
 
 from raysolve.core.scheduling import SolveOptions
 from raysolve.runtime.config import EngineConfig, SolverConfig
-from raysolve.engines.testing.scripted import directive_problem
+from raysolve.engines.testing.scripted import crash_once_problem, directive_problem
 from raysolve.io.problems import Problem
 from raysolve.runtime.solver import Solver
 
@@ -20,6 +25,19 @@ def scripted_config(**scheduling) -> SolverConfig:
     for k, v in scheduling.items():
         setattr(cfg.scheduling, k, v)
     return cfg
+
+
+HOLD = 100_000
+"""Tokens of a sample that, in these tests, only a cancel ends: 25 s at the scripted 4,000 tokens/s,
+hundreds of times what the short samples beside it need."""
+
+
+def wait_until(condition, what: str, timeout_s: float = 120.0) -> None:
+    """Poll ``condition`` until true; the timeout only turns a hang into a failure."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +57,20 @@ def _interval_overlap(records):
 
 
 def test_settled_problem_cancels_its_in_flight_siblings(solver):
-    # 8 samples launched together, all answer 42, sample i runs 600*(i+1) tokens.
-    problem = Problem("p", directive_problem(["42"], [600 * (i + 1) for i in range(8)], code=False), answer="42")
+    # 8 samples launched together, all answer 42; samples 0-4 are short, 5-7 never end on their own.
+    # After 5 votes the lead (5) beats the 3 still out: the vote settles and cancels them.
+    problem = Problem("p", directive_problem(["42"], [60, 90, 120, 150, 180, HOLD, HOLD, HOLD], code=False),
+                      answer="42")
     result = solver.solve(problem, SolveOptions(mode="launch-all", num_samples=8, stop_policy="unbeatable"))
     assert result.answer == "42" and result.correct is True
     assert result.settle_reason == "unbeatable"
-    assert result.votes == {"42": 5} and result.samples_finished == 5
+    assert result.votes == {"42": 5} and result.samples_finished == 5 and result.samples_late == 0
     cancelled = [r for r in result.samples if r.cancelled]
     assert sorted(r.sample_idx for r in cancelled) == [5, 6, 7]
-    for r in cancelled:  # stopped part-way: fewer tokens than the script would have produced
-        assert 0 < r.generated_tokens < 600 * (r.sample_idx + 1)
+    for r in cancelled:  # stopped part-way
+        assert r.generated_tokens < HOLD
         assert r.finish_reason == "cancelled" and r.finish_order is None
-    assert [r.finish_order for r in result.samples if not r.cancelled] == [1, 2, 3, 4, 5]
+    assert sorted(r.finish_order for r in result.samples if not r.cancelled) == [1, 2, 3, 4, 5]
     engines = solver.stats()["engines"]
     assert sum(e["active"] for e in engines) == 0  # nothing is still generating
     assert sum(e["samples_cancelled"] for e in engines) >= 3
@@ -66,9 +86,12 @@ def test_early_stop_saves_tokens_against_the_full_vote(solver):
     full_tokens = sum(r.total_tokens for r in full)
     early_tokens = sum(r.total_tokens for r in early)
     assert all(r.samples_started == 12 and r.settle_reason == "budget" for r in full)
-    assert early_tokens < 0.6 * full_tokens
+    assert early_tokens < full_tokens
     for r in early:
-        assert r.samples_started < 12
+        # unanimous votes settle `default` (beta 0.95) at the 4th vote, whatever the timing: at most
+        # the 4 voters and the 3 others of the pool of 4 started, of a budget of 12
+        assert r.samples_finished == 4 and r.votes == {"7": 4}
+        assert r.samples_started <= 7
         assert _interval_overlap(r.samples) <= 4  # the bounded per-problem pool
 
 
@@ -84,36 +107,31 @@ def test_batch_mode_interleaves_problems_and_votes_by_majority(solver):
         assert _interval_overlap(r.samples) <= 2
 
 
-def test_engine_actor_crash_costs_only_in_flight_samples(ray_local):
-    import threading
-    import time
-
+def test_engine_actor_crash_costs_only_in_flight_samples(ray_local, tmp_path):
     cfg = scripted_config(num_samples=4, pool_size=4, stop_policy="full")
     cfg.engine.num_actors = 2
     with Solver(cfg) as s:
-        # samples take ~1.5 s (6000 tokens at 4000 tok/s): the kill at 0.5 s lands mid-flight
-        problems = [Problem(f"c{i}", directive_problem(["5"], [6000], code=False), answer="5") for i in range(6)]
-        killer = threading.Timer(0.5, lambda: ray_local.kill(s.engines[0], no_restart=False))
-        killer.start()
-        started = time.perf_counter()
+        # the first sample of c0 to start kills its engine actor's process while it is in flight
+        problems = [Problem("c0", crash_once_problem(str(tmp_path / "crashed"), ["5"], [400]), answer="5")]
+        problems += [Problem(f"c{i}", directive_problem(["5"], [400], code=False), answer="5") for i in range(1, 6)]
         results = list(s.solve_iter(problems))
-        killer.join()
-        assert time.perf_counter() - started < 60
         stats = s.stats()["coordinator"]
-    assert len(results) == 6 and all(r.answer == "5" and r.samples_finished == 4 for r in results)
+    assert (tmp_path / "crashed").exists()
+    assert sorted(r.problem_id for r in results) == [f"c{i}" for i in range(6)]
+    assert all(r.answer == "5" and r.samples_finished == 4 and r.samples_failed == 0 for r in results)
     assert stats["samples_retried"] >= 1
     retried = [x for r in results for x in r.samples if x.attempt > 1]
     assert retried and all(x.finish_reason == "eos" for x in retried)
 
 
 def test_cancel_problem_emits_partial_result(solver):
-    import threading
+    import ray
 
-    problem = Problem("slow", directive_problem(["9"], [20000], code=False))
-    timer = threading.Timer(0.5, lambda: solver.coordinator.cancel_problem.remote("slow"))
-    timer.start()
-    result = solver.solve(problem, SolveOptions(mode="launch-all", num_samples=4))
-    timer.join()
+    problem = Problem("slow", directive_problem(["9"], [HOLD], code=False))
+    ref = solver.coordinator.solve.remote(problem, SolveOptions(mode="launch-all", num_samples=4))
+    wait_until(lambda: ray.get(solver.coordinator.stats.remote())["in_flight"] == 4, "4 samples in flight")
+    assert ray.get(solver.coordinator.cancel_problem.remote("slow"))
+    result = ray.get(ref)
     assert result.settle_reason == "cancelled" and result.answer is None
     assert result.samples_cancelled == 4 and result.correct is None
 
@@ -173,14 +191,15 @@ def test_wave_mode_starts_a_second_wave_only_when_the_first_is_open_and_back(sol
 
 
 
-def test_time_limit_lands_on_time_with_the_partial_vote(solver):
-    # At 4,000 tokens/s, samples of 400 tokens finish at ~0.1 s and of 40,000 at ~10 s: the
-    # 0.3 s limit must settle with the short samples' votes, not at the ticker's next 0.5 s.
-    lengths = [400, 400, 400] + [40_000] * 5
+def test_time_limit_settles_with_the_partial_vote_and_stops_the_rest(solver):
+    # Three short samples vote; five never end on their own. The limit (2 s, ~200x what the short
+    # ones need) settles with the three votes and cancels the five. That the coordinator wakes at
+    # the deadline rather than at its next tick is shown on a simulated clock (test_scheduling.py);
+    # here the bounds are loose: never before the limit, and well before the next tick plus slack.
+    lengths = [40, 40, 40] + [HOLD] * 5
     problem = Problem("t", directive_problem(["5"], lengths, code=False), answer="5")
     result = solver.solve(problem, SolveOptions(mode="launch-all", num_samples=8, stop_policy="full",
-                                                time_limit_s=0.3))
+                                                time_limit_s=2.0))
     assert result.settle_reason == "time_limit" and result.answer == "5"
     assert result.votes == {"5": 3} and result.samples_cancelled == 5
-    assert 0.29 <= result.settle_s < 0.4  # the limit counts from submission, settle_s from the first start
-    assert result.wall_s - result.settle_s < 0.25  # the long samples were stopped, not awaited
+    assert 1.9 <= result.settle_s < 12.0  # the limit counts from submission, settle_s from the first start

@@ -34,8 +34,9 @@ from raysolve.core.timing import latency_summary_ms
 
 
 def percentiles_ms(values_s: Iterable[float]) -> dict[str, float]:
-    """``n``, ``p50``, ``p95``, ``max`` in milliseconds (nearest rank) of latencies given in seconds."""
-    return {k: round(v, 2) if k != "n" else v for k, v in latency_summary_ms(values_s).items()}
+    """``n``, ``p50``, ``p95``, ``max`` in milliseconds of latencies given in seconds, to 0.01 ms
+    (``raysolve.core.timing.latency_summary_ms``: the project's one percentile definition)."""
+    return latency_summary_ms(values_s, digits=2)
 
 
 def with_tool_calls(cfg: SolverConfig, share: float, after_tokens: int = 256) -> SolverConfig:
@@ -52,11 +53,14 @@ def bench_problems(count: int, tag: str = "bench") -> list[Problem]:
             for i in range(count)]
 
 
-async def _engine_alone(engine: Any, codec: Any, fmt: Any, texts: list[str], requests: int, max_tokens: int,
-                        concurrency: int, seed: int) -> dict[str, Any]:
-    """Runs on an engine actor: ``requests`` samples over ``texts``, ``concurrency`` at a time, each
-    doing the engine work the tool loop would ask for: a segment that ends on the code-end token is
-    continued with a stand-in output block appended (no sandbox), within the same token budget."""
+async def engine_alone_on_actor(engine: Any, codec: Any, fmt: Any, texts: list[str], requests: int,
+                                max_tokens: int, concurrency: int, seed: int) -> dict[str, Any]:
+    """Runs on an engine actor (``EngineActor.run_on_engine``): ``requests`` samples over ``texts``
+    (request ``i`` gets ``texts[i % len(texts)]`` and seed ``seed + i``), ``concurrency`` at a time,
+    each doing the engine work the tool loop would ask for: a segment that ends on the code-end
+    token is continued with a stand-in output block appended (no sandbox), within the same token
+    budget. The project's one engine-alone baseline (``engine_alone``, ``gpu_probes.run_layout``).
+    ``started``/``ended`` are wall-clock times, comparable between actors (``combine_alone``)."""
     import asyncio
 
     from raysolve.core.protocols import GenerationRequest
@@ -98,17 +102,24 @@ async def _engine_alone(engine: Any, codec: Any, fmt: Any, texts: list[str], req
             "requests": requests, "started": started, "ended": time.time()}
 
 
+def combine_alone(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Engine-alone runs of several actors (``engine_alone_on_actor``'s reports) as one: their
+    requests, tokens and code calls summed, and the wall time from the first start to the last end."""
+    return {"requests": sum(r["requests"] for r in runs), "tokens": sum(r["tokens"] for r in runs),
+            "code_calls": sum(r["code_calls"] for r in runs),
+            "wall_s": max(r["ended"] for r in runs) - min(r["started"] for r in runs)}
+
+
 def engine_alone(solver: Solver, texts: list[str], requests: int, max_tokens: int, seed: int = 0) -> dict[str, Any]:
     """``requests`` samples' engine work spread over the solver's engine actors, each kept as full
     as the coordinator would keep it, with no Ray call, coordinator, tool loop or sandbox in the
     way; tokens/s over the span from the first start to the last end."""
     per = [requests // len(solver.engines) + (i < requests % len(solver.engines)) for i in range(len(solver.engines))]
-    runs = ray.get([e.run_on_engine.remote(_engine_alone, texts, n, max_tokens, depth, seed + 10**7 * i)
+    runs = ray.get([e.run_on_engine.remote(engine_alone_on_actor, texts, n, max_tokens, depth, seed + 10**7 * i)
                     for i, (e, depth, n) in enumerate(zip(solver.engines, solver.depths, per))])
-    wall = max(r["ended"] for r in runs) - min(r["started"] for r in runs)
-    tokens = sum(r["tokens"] for r in runs)
-    return {"requests": requests, "tokens": tokens, "code_calls": sum(r["code_calls"] for r in runs),
-            "wall_s": round(wall, 3), "tokens_per_s": round(tokens / wall, 1)}
+    total = combine_alone(runs)
+    return {"requests": requests, "tokens": total["tokens"], "code_calls": total["code_calls"],
+            "wall_s": round(total["wall_s"], 3), "tokens_per_s": round(total["tokens"] / total["wall_s"], 1)}
 
 
 def solver_run(solver: Solver, problems: list[Problem], options: SolveOptions,

@@ -1,4 +1,4 @@
-"""What crosses Ray boundaries and lands on disk: sample requests, sample and problem records.
+"""What crosses Ray boundaries and lands on disk: problems, sample requests, sample and problem records.
 
 All plain dataclasses of plain values, so they pickle cheaply and turn into JSON
 rows with ``dataclasses.asdict``. Per-sample records are also the replay traces
@@ -8,7 +8,18 @@ for stop-policy work: answer, tokens, finish order and wall time per sample.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem to solve (loaders: ``raysolve.io.problems``)."""
+
+    id: str
+    text: str
+    answer: str | None = None
+    """Gold answer, when the data set has one (used for grading only)."""
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,8 @@ class SampleRecord:
     """1 for the first sample of the problem to finish, ...; None when cancelled."""
     engine: int = -1
     attempt: int = 1
+    late: bool = False
+    """Finished after its problem had settled (its cancel lost the race): kept, but it did not vote."""
     error: str | None = None
     text: str | None = None
     """The generated text, when the run keeps texts."""
@@ -102,6 +115,8 @@ class ProblemResult:
     samples_finished: int = 0
     samples_cancelled: int = 0
     samples_failed: int = 0
+    samples_late: int = 0
+    """Finished after the vote had settled; not in ``votes`` or ``samples_finished``."""
     generated_tokens: int = 0
     tool_output_tokens: int = 0
     code_calls: int = 0

@@ -21,13 +21,17 @@ def percentile(values: Iterable[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def latency_summary_ms(values_s: Iterable[float]) -> dict[str, float]:
-    """``n``, ``p50``, ``p95`` and ``max`` in milliseconds of latencies given in seconds ({} if none)."""
+def latency_summary_ms(values_s: Iterable[float], digits: int | None = None) -> dict[str, float]:
+    """``n``, ``p50``, ``p95`` and ``max`` in milliseconds of latencies given in seconds ({} if none);
+    with ``digits``, the milliseconds rounded to that many decimals (as benchmark reports show them)."""
     ordered = sorted(values_s)
     if not ordered:
         return {}
-    return {"n": len(ordered), "p50": 1000 * percentile(ordered, 0.5), "p95": 1000 * percentile(ordered, 0.95),
-            "max": 1000 * ordered[-1]}
+    out = {"n": len(ordered), "p50": 1000 * percentile(ordered, 0.5), "p95": 1000 * percentile(ordered, 0.95),
+           "max": 1000 * ordered[-1]}
+    if digits is not None:
+        out.update({k: round(v, digits) for k, v in out.items() if k != "n"})
+    return out
 
 
 class Profiler:

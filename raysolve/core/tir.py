@@ -83,7 +83,7 @@ async def run_sample(
                 request_id=f"{spec.request_id}/{out.segments}",
                 prompt_ids=tuple(context),
                 max_tokens=budget,
-                seed=_segment_seed(spec.seed, out.segments),
+                seed=segment_seed(spec.seed, out.segments),
                 temperature=cfg.temperature,
                 top_p=cfg.top_p,
                 top_k=cfg.top_k,
@@ -173,7 +173,7 @@ async def _generate_segment(
     return finish, stop, error
 
 
-def _segment_seed(seed: int, segment: int) -> int:
+def segment_seed(seed: int, segment: int) -> int:
     """A fresh seed per segment that no other sample's segment shares (golden-ratio stride)."""
     return (seed + segment * 0x9E3779B97F4A7C15) % 2**63
 

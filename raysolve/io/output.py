@@ -43,6 +43,7 @@ class RunSummary:
     samples_finished: int = 0
     samples_cancelled: int = 0
     samples_failed: int = 0
+    samples_late: int = 0
     generated_tokens: int = 0
     tool_output_tokens: int = 0
     code_calls: int = 0
@@ -67,6 +68,7 @@ class RunSummary:
         for key in ("samples_started", "samples_finished", "samples_cancelled", "samples_failed",
                     "generated_tokens", "tool_output_tokens", "code_calls"):
             setattr(self, key, getattr(self, key) + int(row[key]))
+        self.samples_late += int(row.get("samples_late") or 0)  # absent in rows of older runs
         reason = row["settle_reason"]
         self.settle_reasons[reason] = self.settle_reasons.get(reason, 0) + 1
 
@@ -94,7 +96,8 @@ class RunSummary:
             f" {self.skipped_rows} rows skipped",
             f"accuracy      {acc}",
             f"samples       {self.samples_started} started, {self.samples_finished} finished,"
-            f" {self.samples_cancelled} cancelled, {self.samples_failed} failed",
+            f" {self.samples_cancelled} cancelled, {self.samples_failed} failed"
+            + (f", {self.samples_late} late (finished after the vote settled)" if self.samples_late else ""),
             f"tokens        {self.generated_tokens} generated + {self.tool_output_tokens} tool output,"
             f" {self.code_calls} code calls",
             f"throughput    {self.tokens_per_s:.0f} tokens/s, {self.problems / max(self.wall_s, 1e-9):.2f}"
@@ -246,7 +249,7 @@ def _problem_schema() -> Any:
         ("problem_id", t), ("answer", t), ("settle_reason", t),
         ("votes", pa.list_(pa.struct([("answer", t), ("count", i)]))),
         ("gold", t), ("correct", pa.bool_()), ("samples_budget", i), ("samples_started", i),
-        ("samples_finished", i), ("samples_cancelled", i), ("samples_failed", i),
+        ("samples_finished", i), ("samples_cancelled", i), ("samples_failed", i), ("samples_late", i),
         ("generated_tokens", i), ("tool_output_tokens", i), ("code_calls", i),
         ("settle_s", f), ("wall_s", f), ("policy", t), ("mode", t), ("total_tokens", i),
     ])
@@ -261,7 +264,7 @@ def _sample_schema() -> Any:
         ("cancelled", pa.bool_()), ("generated_tokens", i), ("tool_output_tokens", i),
         ("code_calls", i), ("code_errors", i), ("wall_s", f), ("first_token_s", f), ("tool_s", f),
         ("start_s", f), ("end_s", f),
-        ("finish_order", i), ("engine", i), ("attempt", i), ("error", t), ("text", t),
+        ("finish_order", i), ("engine", i), ("attempt", i), ("late", pa.bool_()), ("error", t), ("text", t),
     ])
 
 

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from raysolve.core.records import Problem
+
+__all__ = ["Fields", "Problem", "RowError", "count_rows", "iter_rows", "load_problems", "row_to_problem"]
+
 MAX_PROBLEM_CHARS = 100_000
-
-
-@dataclass(frozen=True)
-class Problem:
-    id: str
-    text: str
-    answer: str | None = None
-    """Gold answer, when the data set has one (used for grading only)."""
-    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

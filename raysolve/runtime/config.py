@@ -13,8 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from raysolve.core.prompting import PromptFormat
-from raysolve.sandbox.config import SandboxConfig
+from raysolve.core.records import SampleSettings
+from raysolve.core.scheduling import SchedulerSettings
 from raysolve.core.voting import parse_policy
+from raysolve.sandbox.config import SandboxConfig
 
 
 class _Strict(BaseModel):
@@ -172,6 +174,18 @@ class SolverConfig(_Strict):
                 raise ValueError(f"engine spec {spec!r}: {item!r} is not dotted.key=value")
             overrides[key] = yaml.safe_load(value)
         return name, cls.load(path, overrides), {"config": path, "overrides": overrides}
+
+    def scheduler_settings(self) -> SchedulerSettings:
+        """What the pure scheduler (``raysolve.core.scheduling``) needs of this config."""
+        s = self.scheduling
+        return SchedulerSettings(
+            num_samples=s.num_samples, pool_size=s.pool_size, mode=s.mode, stop_policy=s.stop_policy,
+            sample=SampleSettings(
+                max_tokens=self.budget.max_tokens, max_code_calls=self.budget.max_code_calls,
+                code_timeout_s=self.budget.code_timeout_s, temperature=self.sampling.temperature,
+                top_p=self.sampling.top_p, top_k=self.sampling.top_k, modulus=self.modulus),
+            seed=self.seed, max_active_problems=s.max_active_problems,
+            max_sample_retries=s.max_sample_retries)
 
     def prompt_format(self) -> PromptFormat:
         kwargs: dict[str, Any] = {"max_output_chars": self.budget.max_output_chars}

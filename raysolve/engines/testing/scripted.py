@@ -11,6 +11,7 @@ per character, plus single-token specials.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Sequence
 
@@ -71,10 +72,27 @@ def directive_script(text: str, request: GenerationRequest) -> str:
     answers = spec["answers"].split(",")
     lengths = [int(n) for n in spec["lengths"].split(",")]
     idx = int(request.request_id.rsplit("#", 1)[1].split("/", 1)[0])
+    if spec.get("crash_once"):
+        _crash_once(spec["crash_once"])
     if spec.get("code") == "1" and "```output" not in text:
         return f"Let me compute.<tool_call>\n```python\nx = {idx} * 2\nprint(x)\n```\n</tool_call>"
     filler = "." * lengths[idx % len(lengths)]
     return f"{filler} The answer is \\boxed{{{answers[idx % len(answers)]}}}."
+
+
+def crash_once_problem(marker: str, answers: Sequence[str], lengths: Sequence[int] = (40,)) -> str:
+    """A ``directive_problem`` whose first sample to start, on any engine, kills its engine actor's
+    process (``os._exit``) — once: the file ``marker`` records that it happened. For deterministic
+    crash tests: the crash lands while that sample is in flight, however fast the machine."""
+    return directive_problem(answers, lengths, code=False) + f"crash_once={marker};"
+
+
+def _crash_once(marker: str) -> None:
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os._exit(1)
 
 
 @dataclass
