@@ -203,3 +203,18 @@ def test_time_limit_settles_with_the_partial_vote_and_stops_the_rest(solver):
     assert result.settle_reason == "time_limit" and result.answer == "5"
     assert result.votes == {"5": 3} and result.samples_cancelled == 5
     assert 1.9 <= result.settle_s < 12.0  # the limit counts from submission, settle_s from the first start
+
+
+def test_a_caller_that_goes_away_stops_its_samples_and_its_result_reaches_no_one_else(solver):
+    import ray
+
+    ref = solver.coordinator.solve.remote(Problem("gone", directive_problem(["9"], [HOLD], code=False)),
+                                          SolveOptions(mode="launch-all", num_samples=4))
+    in_flight = lambda: ray.get(solver.coordinator.stats.remote())["in_flight"]  # noqa: E731
+    wait_until(lambda: in_flight() == 4, "4 samples in flight")
+    ray.cancel(ref)
+    wait_until(lambda: in_flight() == 0, "the samples stopped")
+    after = Problem("after", directive_problem(["1"], [20], code=False))
+    results = list(solver.solve_iter([after], SolveOptions(num_samples=2, stop_policy="full")))
+    assert [r.problem_id for r in results] == ["after"]  # not the abandoned problem's result
+    assert ray.get(solver.coordinator.poll.remote(timeout_s=0.1)) == []

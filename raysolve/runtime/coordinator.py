@@ -44,7 +44,7 @@ class Coordinator:
         self.done: deque[ProblemResult] = deque()
         self._done_event = asyncio.Event()
         self._futures: dict[int, asyncio.Future] = {}
-        """Callers waiting on one problem (``solve``, ``solve_stream``), by problem key."""
+        """Callers of one problem (``solve``, ``solve_stream``) by problem key, until its result."""
         self._streams: dict[int, asyncio.Queue] = {}
         self._tasks: set[asyncio.Task] = set()
         self._ticker: asyncio.Task | None = None
@@ -74,8 +74,6 @@ class Coordinator:
         except asyncio.CancelledError:  # the caller went away: stop its samples
             self._run(self.scheduler.cancel_key(key))
             raise
-        finally:
-            self._futures.pop(key, None)
 
     async def solve_stream(self, problem: Problem, options: SolveOptions | None = None) -> AsyncIterator[dict]:
         """Like ``solve``, as an event stream (a Ray streaming generator): ``sample`` when a
@@ -98,7 +96,6 @@ class Coordinator:
         finally:
             if not future.done():  # the caller went away: stop its samples
                 self._run(self.scheduler.cancel_key(key))
-            self._futures.pop(key, None)
             self._streams.pop(key, None)
 
     async def poll(self, max_results: int = 1024, timeout_s: float = 1.0) -> list[ProblemResult]:
@@ -194,7 +191,9 @@ class Coordinator:
         self.cancel_latencies_s["stopped"].append(max(0.0, stopped_at - settled_wall))
 
     def _deliver(self, done: ProblemDone) -> None:
-        future = self._futures.get(done.key)
+        """To the one caller waiting on the problem (even one that went away: never to ``poll``),
+        else to the batch results."""
+        future = self._futures.pop(done.key, None)
         if future is not None:
             if not future.done():
                 future.set_result(done.result)
