@@ -41,9 +41,14 @@ def req(rid="r", prompt=(5, 6, 7), max_tokens=8, seed=1, **kw):
     return GenerationRequest(rid, tuple(prompt), max_tokens, seed, **kw)
 
 
-async def drain(engine, request):
+async def collect(engine, request):
     deltas = [d async for d in engine.generate(request)]
-    return [t for d in deltas for t in d.token_ids], deltas[-1]
+    return [t for d in deltas for t in d.token_ids], deltas
+
+
+async def drain(engine, request):
+    ids, deltas = await collect(engine, request)
+    return ids, deltas[-1]
 
 
 def engine_dir(tmp_path, tp=2, tokenizer=False) -> Path:
@@ -98,53 +103,47 @@ def test_missing_tensorrt_llm_is_a_clear_error(monkeypatch):
 # ---------------------------------------------------------------- against the fake
 
 
-def test_streams_deltas_and_seeds_make_siblings_differ(fake):
+def test_streams_the_librarys_tokens_and_sends_each_request_its_own_seed(fake):
+    fake.FAKE.script = lambda prompt, params: [100 * params.seed + i for i in range(1, 60)]
     engine = TRTLLMEngine(model="tiny")
 
     async def go():
         await engine.start()
-        a, end_a = await drain(engine, req("a", max_tokens=40, seed=1))
-        b, _ = await drain(engine, req("b", max_tokens=40, seed=2))
-        a2, _ = await drain(engine, req("a2", max_tokens=40, seed=1))
-        return a, b, a2, end_a
+        runs = [await collect(engine, req(rid, max_tokens=40, seed=seed)) for rid, seed in (("a", 1), ("b", 2), ("a2", 1))]
+        greedy = await collect(engine, req("g", max_tokens=5, greedy=True, temperature=0.0))
+        return runs, greedy
 
-    a, b, a2, end = asyncio.run(go())
+    runs, greedy = asyncio.run(go())
     llm = fake.FAKE.instances[0]
+    # The LLM: the seeded sampler (the PyTorch backend's default one ignores per-request seeds).
     assert llm.args["sampler_type"] == "TRTLLMSampler" and llm.args["tensor_parallel_size"] == 1
     assert llm.args["kv_cache_config"].enable_block_reuse is True
-    assert len(a) == 40 and end.finish_reason == "length"  # max_tokens honoured, not the default 32
-    assert a != b and a == a2  # per-request seeds: siblings differ, a seed repeats
-    for _, params in llm.requests:
-        assert params.n == 1 and params.max_tokens == 40 and params.temperature == 0.7 and params.logprobs is None
+    # Each request: its own seed, n=1 (abort() would end all n), explicit max_tokens (the library's
+    # default is 32) and temperature/top_p (all unset means greedy), no logprobs (abort crashes with them).
+    sent = [params for _, params in llm.requests]
+    assert [p.seed for p in sent] == [1, 2, 1, 1]
+    for p in sent[:3]:
+        assert (p.n, p.max_tokens, p.temperature, p.top_p, p.top_k, p.logprobs) == (1, 40, 0.7, 0.95, None, None)
+        assert p.detokenize is False and p.include_stop_str_in_output is True
+    assert (sent[3].top_k, sent[3].temperature, sent[3].max_tokens) == (1, None, 5)  # greedy: top_k=1
+    assert all(prompt == [5, 6, 7] for prompt, _ in llm.requests)
+    # What the library streamed reaches the caller unchanged, in several deltas, ending "length".
+    for (ids, deltas), seed in zip(runs, (1, 2, 1)):
+        assert ids == [100 * seed + i for i in range(1, 41)]
+        assert len(deltas) > 1 and deltas[-1].finish_reason == "length"
+    assert greedy[0] == [101, 102, 103, 104, 105]
+    assert engine.stats()["tokens_generated"] == 3 * 40 + 5 and engine.stats()["requests_finished"] == 4
 
 
-def test_the_traps_the_adapter_avoids(fake):
-    """What goes wrong without the adapter's settings: the fake reproduces each trap."""
-    async def go():
-        llm = fake.LLM(model=str(FAKE_DIR))  # PyTorch backend, default sampler
-        runs = []
-        for seed in (1, 2):
-            out = llm.generate_async([5, 6], fake.SamplingParams(temperature=0.7, seed=seed), streaming=True)
-            await out.aresult()
-            runs.append(out.outputs[0].token_ids)
-        default = llm.generate_async([5, 6], fake.SamplingParams(), streaming=False)
-        await default.aresult()
-        return runs, default.outputs[0].token_ids
-
-    runs, default = asyncio.run(go())
-    assert len(default) == 32  # max_tokens unset: 32 tokens
-    llm2 = fake.LLM(model=str(FAKE_DIR))
-
-    async def again():
-        out = llm2.generate_async([5, 6], fake.SamplingParams(temperature=0.7, seed=1), streaming=True)
-        await out.aresult()
-        return out.outputs[0].token_ids
-
-    assert asyncio.run(again()) == runs[0]  # two engines fed the same requests: identical samples
-    with pytest.raises(RuntimeError):
-        fake.LLM(model=str(FAKE_DIR)).generate_async([1], fake.SamplingParams())  # no running loop
+def test_llm_arguments_are_ones_the_library_accepts(fake):
+    """The fake rejects unknown ``LLM`` arguments, as TensorRT-LLM does: the adapter's pass."""
     with pytest.raises(ValueError, match="unknown arguments"):
-        fake.LLM(model=str(FAKE_DIR), max_tokens=10)
+        fake.LLM(model=str(FAKE_DIR), max_tokens=10)  # the check is live
+    engine = TRTLLMEngine(model="tiny", speculative={"kind": "ngram", "max_draft_len": 2})
+    asyncio.run(engine.start())
+    assert set(fake.FAKE.instances[0].args) == {
+        "model", "tokenizer", "tensor_parallel_size", "max_batch_size", "max_num_tokens", "max_seq_len",
+        "kv_cache_config", "sampler_type", "speculative_config", "allow_advanced_sampling"}
 
 
 def test_code_end_stop_token_is_kept_in_the_output(fake):
@@ -168,32 +167,33 @@ def test_code_end_stop_token_is_kept_in_the_output(fake):
 
 
 def test_cancel_aborts_and_drains_to_the_final_cancelled_output(fake):
-    fake.FAKE.step_s = 0.005
     engine = TRTLLMEngine(model="tiny")
 
     async def go():
         await engine.start()
         seen = []
+        streaming = asyncio.Event()
 
         async def consume():
             async for d in engine.generate(req("c", max_tokens=5000)):
                 seen.append(d)
+                streaming.set()
 
         task = asyncio.ensure_future(consume())
-        await asyncio.sleep(0.05)
+        await streaming.wait()  # the request is running in the library
         await engine.cancel("c")
-        await asyncio.wait_for(task, 2)
+        await asyncio.wait_for(task, 60)  # a safety net only: the abort ends it within a step
         return seen
 
     seen = asyncio.run(go())
     llm = fake.FAKE.instances[0]
     assert seen[-1].finish_reason == "cancelled" and seen[-1].token_ids == []
-    assert llm.aborted == [1] and llm.running == {}  # aborted, and drained to the end
+    assert seen[0].finish_reason is None and seen[0].token_ids  # it had streamed before the cancel
+    assert llm.abort_calls == [1] and llm.running == {}  # aborted once, and read to its end
     assert engine.stats()["requests_cancelled"] == 1 and engine.stats()["active"] == 0
 
 
 def test_cancel_before_generate_and_a_consumer_that_stops_listening(fake):
-    fake.FAKE.step_s = 0.005
     engine = TRTLLMEngine(model="tiny")
 
     async def go():
@@ -208,7 +208,8 @@ def test_cancel_before_generate_and_a_consumer_that_stops_listening(fake):
     early = asyncio.run(go())
     llm = fake.FAKE.instances[0]
     assert [d.finish_reason for d in early] == ["cancelled"]
-    assert len(llm.requests) == 1 and llm.aborted == [1] and llm.running == {}
+    assert len(llm.requests) == 1 and llm.abort_calls == [1] and llm.running == {}  # only "gone" was sent
+    assert engine.stats()["requests_cancelled"] == 2 and engine.stats()["active"] == 0
 
 
 def test_bad_requests_are_error_deltas_and_max_tokens_is_clamped(fake):
@@ -303,6 +304,7 @@ def _actor_config(tmp_path, reply: str, **engine):
     cfg = SolverConfig(engine=EngineConfig(backend="trtllm", num_cpus=0.25, env_vars=env,
                                            options={"model": "tiny", **options}, **engine))
     cfg.scheduling.num_samples = 4
+    cfg.scheduling.stop_policy = "full"  # every sample runs to its end: no race with a settled vote
     cfg.budget.max_tokens = 64
     return cfg
 

@@ -31,6 +31,15 @@ async def drain(engine, request):
     return [t for d in deltas for t in d.token_ids], deltas[-1]
 
 
+async def until(condition, timeout_s=60.0):
+    """Yield to the event loop until ``condition()`` holds; the deadline is only a safety net."""
+    async def poll():
+        while not condition():
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), timeout_s)
+
+
 def started(monkeypatch, script=None, step_s=0.001, model="random-tiny", **options):
     double = vllm_double.install(monkeypatch, script, step_s)
     engine = VLLMEngine(VLLMEngineConfig(model=model, **options))
@@ -104,19 +113,25 @@ def test_streams_token_ids_and_maps_finish_reasons(monkeypatch):
     assert double.instances[0].closed
 
 
-def test_each_request_carries_its_own_seed(monkeypatch):
-    engine, double = started(monkeypatch)
+def test_each_request_carries_its_own_seed_and_sampling_options(monkeypatch):
+    """What vLLM is asked for; that vLLM honours a seed is checked on GPUs (jobs/gpu_smoke.py)."""
+    engine, double = started(monkeypatch, lambda prompt, params: [1000 + params.seed] * 12)
 
     async def go():
         await engine.start()
-        runs = await asyncio.gather(*(drain(engine, req(f"s{i}", seed=100 + i, max_tokens=12)) for i in range(4)))
-        again = await drain(engine, req("again", seed=100, max_tokens=12))
-        return [r[0] for r in runs], again[0]
+        runs = await asyncio.gather(*(drain(engine, req(f"s{i}", seed=100 + i, max_tokens=12, top_k=5))
+                                      for i in range(4)))
+        await drain(engine, req("again", seed=100, max_tokens=12, top_k=5))
+        return runs
 
-    samples, again = asyncio.run(go())
-    assert len({tuple(s) for s in samples}) == 4  # siblings differ
-    assert again == samples[0]  # the same seed reproduces (in the double; on GPUs see gpu_smoke)
-    assert sorted(p.seed for _, p, _ in double.instances[0].requests) == [100, 100, 101, 102, 103]
+    runs = asyncio.run(go())
+    sent = {rid: params for _, params, rid in double.instances[0].requests}
+    assert {rid: p.seed for rid, p in sent.items()} == {"s0": 100, "s1": 101, "s2": 102, "s3": 103, "again": 100}
+    for p in sent.values():
+        assert (p.n, p.temperature, p.top_p, p.top_k, p.max_tokens) == (1, 0.7, 0.95, 5, 12)
+        assert p.output_kind is vllm_double.RequestOutputKind.DELTA and p.detokenize is False
+    for i, (tokens, last) in enumerate(runs):  # each stream carries its own request's tokens
+        assert tokens == [1100 + i] * 12 and last.finish_reason == "length"
 
 
 def test_forced_length_ignores_eos_and_stop_tokens(monkeypatch):
@@ -151,27 +166,29 @@ def test_bad_requests_are_error_deltas_and_max_tokens_is_clamped(monkeypatch):
 
 
 def test_cancel_aborts_the_request_ends_the_stream_and_frees_its_blocks(monkeypatch):
-    engine, double = started(monkeypatch, lambda p, s: list(range(10, 10_000)), step_s=0.002)
+    engine, double = started(monkeypatch, lambda p, s: list(range(10, 10_000)))
 
     async def go():
         await engine.start()
         runs = [asyncio.ensure_future(drain(engine, req(f"k{i}", max_tokens=5000, prompt=range(40)))) for i in range(4)]
-        await asyncio.sleep(0.1)
+        llm = double.instances[0]
+        # Synchronise on the double's steps, not on time: a step in which all four produced a token.
+        await until(lambda: len(llm.running) == 4 and all(r.produced for r in llm.running.values()))
         busy = await engine.cache_stats()
         await engine.cancel("k1")
         await engine.cancel("k2")
-        await asyncio.sleep(0.02)
+        reports = llm.reports
+        await until(lambda: llm.reports > reports)  # a step after the aborts
         after = await engine.cache_stats()
-        for rid in ("k0", "k3"):
+        for rid in ("k0", "k3"):  # no step can run between these two aborts
             await engine.cancel(rid)
         results = await asyncio.gather(*runs)
-        await asyncio.sleep(0.02)
         stale = await engine.cache_stats()
         return busy, after, results, stale, await engine.cache_stats(fresh=True)
 
     busy, after, results, stale, idle = asyncio.run(go())
     assert busy["running"] == 4 and after["running"] == 2 and idle["running"] == 0
-    assert stale["running"] in (1, 2)  # the last step's report: an idle engine takes no steps
+    assert stale["running"] == 2  # the last step's report: an engine left idle by aborts takes no steps
     assert idle["updates"] > stale["updates"]  # the probe request's step reported
     assert after["kv_cache_usage"] < busy["kv_cache_usage"] and idle["kv_cache_usage"] == 0
     assert all(last.finish_reason == "cancelled" for _, last in results)
@@ -201,8 +218,7 @@ def test_a_consumer_that_stops_listening_aborts_its_request(monkeypatch):
         await engine.start()
         stream = engine.generate(req("gone", max_tokens=900))
         await stream.__anext__()
-        await stream.aclose()
-        await asyncio.sleep(0.01)
+        await stream.aclose()  # aborts before it returns
         return await engine.cache_stats(fresh=True)
 
     stats = asyncio.run(go())

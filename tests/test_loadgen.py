@@ -1,7 +1,9 @@
 """The ``loadgen`` BENCHMARK engine, and the orchestration benchmark on top of it (small loads).
 
-Timings here check the load generator's own contract (rate shared by the batch, per-request
-cap, cancellation within a step) with wide margins; they are not performance claims.
+The load generator's own contract (rate shared by the batch, per-request cap, cancellation
+within a step) is checked on a `VirtualClock`, so it holds exactly on any machine; the
+benchmark's real-time figures only get bounds with wide (>= 5x) margins: they are not
+performance claims.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 
 from raysolve.engines import make_engine
 from raysolve.core.protocols import GenerationRequest
-from raysolve.engines.testing.loadgen import CODE_CALL, LoadGenEngine
+from raysolve.engines.testing.loadgen import CODE_CALL, LoadGenConfig, LoadGenEngine, VirtualClock
 from raysolve.engines.testing.scripted import CharCodec
 
 
@@ -26,23 +28,51 @@ async def consume(engine, request):
     return [t for d in deltas for t in d.token_ids], deltas
 
 
+async def until(condition, timeout_s=60.0):
+    """Yield to the event loop until ``condition()`` holds, checking after every loop turn (on a
+    `VirtualClock` the engine takes a step per turn); the deadline is only a safety net."""
+    async def poll():
+        while not condition():
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(poll(), timeout_s)
+
+
+RATES = LoadGenConfig(tokens_per_s=20_000, request_tokens_per_s=2_000, length_mean=400, step_s=0.005)
+
+
 def test_the_batch_shares_the_rate_and_each_request_is_capped():
+    clock = VirtualClock()
+
     async def go():
-        engine = LoadGenEngine(tokens_per_s=20_000, request_tokens_per_s=2_000, length_mean=400, step_s=0.005)
-        t0 = time.perf_counter()
+        engine = LoadGenEngine(RATES, clock=clock)
+        t0 = clock.now()
         await asyncio.gather(*(consume(engine, req(f"r{i}", seed=i)) for i in range(100)))
-        many = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        many = clock.now() - t0
+        t0 = clock.now()
         ids, deltas = await consume(engine, req("one"))
-        return many, time.perf_counter() - t0, ids, deltas, engine.stats()
+        return many, clock.now() - t0, ids, deltas, engine.stats()
 
     many, one, ids, deltas, stats = asyncio.run(go())
-    assert 40_000 / 20_000 * 0.9 < many < 40_000 / 20_000 * 1.5  # 100 × 400 tokens at 20,000 tokens/s
-    assert 400 / 2_000 * 0.9 < one < 400 / 2_000 * 2  # alone: the per-request cap, not the engine's rate
+    step = RATES.step_s
+    assert many == pytest.approx(40_000 / 20_000, abs=2 * step)  # 100 × 400 tokens at 20,000 tokens/s
+    assert one == pytest.approx(400 / 2_000, abs=2 * step)  # alone: the per-request cap, not the engine's rate
     text = CharCodec().decode(ids)
     assert len(ids) == 400 and text.endswith("The answer is \\boxed{42}.<|im_end|>")
     assert deltas[-1].finish_reason == "stop" and len(deltas) >= 400 // 64
     assert stats["requests_finished"] == 101 and stats["tokens_generated"] == 100 * 400 + 400
+
+
+def test_on_the_real_clock_the_cap_is_a_floor_on_time():
+    """Real time can only run slower than the rates (a busy machine), never faster."""
+    async def go():
+        engine = LoadGenEngine(RATES)
+        t0 = time.perf_counter()
+        ids, _ = await consume(engine, req("one"))
+        return len(ids), time.perf_counter() - t0
+
+    n, seconds = asyncio.run(go())
+    assert n == 400 and seconds >= 400 / 2_000 * 0.99
 
 
 def test_lengths_answers_and_code_calls_follow_the_seed():
@@ -69,21 +99,24 @@ def test_lengths_answers_and_code_calls_follow_the_seed():
 
 
 def test_cancel_frees_the_share_and_ends_the_stream_at_once():
+    clock = VirtualClock()
+
     async def go():
-        engine = LoadGenEngine(tokens_per_s=1_000, request_tokens_per_s=1_000, length_mean=100_000, step_s=0.01)
+        engine = LoadGenEngine(clock=clock, tokens_per_s=1_000, request_tokens_per_s=1_000, length_mean=100_000,
+                               step_s=0.01)
         task = asyncio.ensure_future(consume(engine, req("c")))
-        await asyncio.sleep(0.1)
-        t0 = time.perf_counter()
+        await until(lambda: engine.stats()["tokens_generated"] > 0)  # it has streamed a delta
+        steps = engine.stats()["steps"]
         await engine.cancel("c")
         ids, deltas = await task
-        waited = time.perf_counter() - t0
+        steps_waited = engine.stats()["steps"] - steps
         await engine.cancel("early")
         early = await consume(engine, req("early"))
-        return ids, deltas, waited, early, engine.stats()
+        return ids, deltas, steps_waited, early, engine.stats()
 
-    ids, deltas, waited, early, stats = asyncio.run(go())
+    ids, deltas, steps_waited, early, stats = asyncio.run(go())
     assert deltas[-1].finish_reason == "cancelled" and 0 < len(ids) < 1000
-    assert waited < 0.05  # at once (as vLLM's abort), with room for a busy machine
+    assert steps_waited <= 1  # at once (as vLLM's abort): not after the next token, at most a step already under way
     assert [d.finish_reason for d in early[1]] == ["cancelled"]
     assert stats["requests_cancelled"] == 2 and stats["active"] == 0
 
@@ -113,12 +146,13 @@ def test_orchestration_benchmark_reports_efficiency_cancel_latency_and_scaling(r
     r = orchestration(config(2), bench_problems(20), samples=8, pool=8, max_tokens=2048)
     assert r["solver"]["samples"] == 160 and r["solver"]["sample_errors"] == 0
     assert r["solver"]["ray_calls_per_sample"] == 1.0  # one run call per sample, no cancels (full vote)
-    assert 0.5 < r["efficiency"] < 1.2 and r["solver"]["coordinator_cpu_ms_per_sample"] > 0
+    # Real-time ratios (about 0.98 and 1.0 on an idle 2-core machine): bounds 5x away, a sanity check only.
+    assert 0.15 < r["efficiency"] < 5 and r["solver"]["coordinator_cpu_ms_per_sample"] > 0
     modes = {"launch-all": SolveOptions(mode="launch-all", num_samples=8, stop_policy="first-k:3")}
     c = cancel_latency(config(1, sigma=0.8), bench_problems(10, "c"), 8, modes)["launch-all"]
-    assert c["with_siblings_cancelled"] >= 5 and c["settle_to_stopped_ms"]["p50"] < 500
+    assert c["with_siblings_cancelled"] >= 5 and c["settle_to_stopped_ms"]["p50"] < 500  # about 2 ms
     rows = scaling(lambda n: config(n, rate=2_000), [1, 2], problems_per_actor=4, samples=4, pool=4)
-    assert [row["engines"] for row in rows] == [1, 2] and rows[1]["ratio_to_linear"] > 0.5
+    assert [row["engines"] for row in rows] == [1, 2] and rows[1]["ratio_to_linear"] > 0.15
 
 
 def test_raysolve_bench_has_its_own_flags():

@@ -2,7 +2,10 @@
 
 Not vLLM and not a backend: it lets the ``vllm`` backend's logic (request
 building, delta handling, cancel bookkeeping, stat-logger wiring) run on a CPU
-machine without vLLM. It follows vLLM's documented shapes:
+machine without vLLM. It RECORDS what the backend sends (``AsyncLLM.requests``:
+prompt, ``SamplingParams``, request id per call; ``AsyncLLM.aborted``), which is what
+tests assert on. It models no sampling: seeds and temperatures are recorded, not
+honoured. It follows vLLM's documented shapes:
 
 - ``AsyncEngineArgs(**fields)``; ``AsyncLLM.from_engine_args(args, stat_loggers=[factory])``
   where ``factory(vllm_config, engine_index)`` returns a ``StatLoggerBase`` whose
@@ -16,15 +19,14 @@ machine without vLLM. It follows vLLM's documented shapes:
 - ``AsyncLLM.abort(request_id)``: the stream gets a final ``"abort"`` output at once
   and the request leaves the (simulated) scheduler, freeing its blocks.
 
-Tokens come from ``script(prompt_ids, params) -> list[int]`` (default: a seeded
-pseudo-random walk over ``vocab``), one per request per step of ``step_s``.
+Tokens come from ``script(prompt_ids, params) -> list[int]`` (default: 10, 11, 12, ...,
+never EOS), one per request per step of ``step_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -111,12 +113,9 @@ class StatLoggerBase:
     def log_engine_initialized(self) -> None: ...
 
 
-def random_walk(vocab: int) -> Callable[[list[int], SamplingParams], list[int]]:
-    def script(prompt_ids: list[int], params: SamplingParams) -> list[int]:
-        rng = random.Random(params.seed)
-        return [rng.randrange(10, vocab) for _ in range(params.max_tokens or 16)]
-
-    return script
+def counting(prompt_ids: list[int], params: SamplingParams) -> list[int]:
+    """The default script: 10, 11, 12, ... (no EOS), whatever the seed."""
+    return list(range(10, 10 + (params.max_tokens or 16)))
 
 
 @dataclass
@@ -134,7 +133,7 @@ class AsyncLLM:
     """The double's engine: one simulated step every ``step_s`` seconds."""
 
     instances: list["AsyncLLM"] = []
-    script: Callable[[list[int], SamplingParams], list[int]] = staticmethod(random_walk(1000))
+    script: Callable[[list[int], SamplingParams], list[int]] = staticmethod(counting)
     step_s = 0.001
     block_size = 16
     num_blocks = 1024
@@ -144,7 +143,11 @@ class AsyncLLM:
         self.loggers = loggers
         self.running: dict[str, _Request] = {}
         self.aborted: list[str] = []
+        """Ids of running requests that ``abort`` stopped."""
         self.requests: list[tuple[list[int], SamplingParams, str]] = []
+        """Every ``generate`` call: (prompt token ids, sampling params, request id)."""
+        self.reports = 0
+        """Scheduler reports sent to the stat loggers (one per step)."""
         self.cached_prefixes: set[tuple[int, ...]] = set()
         self._stepper: asyncio.Task | None = None
         self.closed = False
@@ -233,6 +236,7 @@ class AsyncLLM:
     def _report(self) -> None:
         used = sum(-(-(len(r.prompt) + r.produced) // self.block_size) for r in self.running.values())
         stats = SchedulerStats(len(self.running), 0, used / self.num_blocks)
+        self.reports += 1
         for logger in self.loggers:
             logger.record(stats, None)
 

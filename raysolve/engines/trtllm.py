@@ -50,18 +50,11 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal
+from typing import Any, Literal
 
-from raysolve.core.protocols import Delta, GenerationRequest
-from raysolve.engines.common import (
-    TINY,
-    EarlyCancels,
-    count_final,
-    library_request_problem,
-    preflight,
-    request_counters,
-    resolve_model_path,
-)
+from raysolve.core.protocols import GenerationRequest
+from raysolve.engines.adapter import LibraryEngine, Output
+from raysolve.engines.common import TINY, resolve_model_path, visible_gpu_count
 
 __all__ = ["TRTLLMEngine", "TRTLLMEngineConfig", "is_engine_dir", "llm_kwargs", "sampling_kwargs"]
 
@@ -222,130 +215,81 @@ def _gpu_bundle_indices() -> str | None:
     return ",".join(str(i) for i, spec in enumerate(group.bundle_specs) if spec.get("GPU", 0) > 0) or None
 
 
-class TRTLLMEngine:
-    """`Engine` over TensorRT-LLM's ``LLM`` (see the module docstring)."""
+class TRTLLMEngine(LibraryEngine[TRTLLMEngineConfig]):
+    """`Engine` over TensorRT-LLM's ``LLM`` (see the module docstring); a request's handle is its
+    ``RequestOutput``."""
+
+    backend = "trtllm"
+    config_class = TRTLLMEngineConfig
+    room_name = "max_seq_len"
+    abort_reason = "cancelled"
 
     def __init__(self, config: TRTLLMEngineConfig | None = None, **options: Any) -> None:
-        if config is not None and options:
-            raise TypeError("pass either a TRTLLMEngineConfig or keyword options, not both")
-        self.config = config if config is not None else TRTLLMEngineConfig(**options)
-        self.llm: Any = None
-        self.tokenizer: Any = None
+        super().__init__(config, **options)
         self.llm_args: dict[str, Any] = {}
         self._params: Any = None
-        self._active: dict[str, Any] = {}
-        """Running request id -> its ``RequestOutput``."""
-        self._cancelled: set[str] = set()
-        self._early = EarlyCancels()
-        self._start_lock = asyncio.Lock()
-        self._counters = request_counters()
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ LibraryEngine hooks
 
-    async def start(self) -> None:
-        """Build the ``LLM`` (spawns the TP ranks or Ray workers) and load the tokenizer. Idempotent."""
-        async with self._start_lock:
-            if self.llm is not None:
-                return
-            from raysolve.engines.common import visible_gpu_count
+    async def _load(self) -> None:
+        """Build the ``LLM`` (spawns the TP ranks or Ray workers) and load the tokenizer."""
+        path = resolve_model_path(self.config.model)
+        engine_dir = is_engine_dir(path)
+        llm_cls, trtllm = _import_trtllm(engine_dir)
+        from tensorrt_llm import llmapi
 
-            path = resolve_model_path(self.config.model)
-            engine_dir = is_engine_dir(path)
-            llm_cls, trtllm = _import_trtllm(engine_dir)
-            from tensorrt_llm import llmapi
+        gpus = visible_gpu_count()
+        if self.config.orchestrator == "ray":
+            indices = _gpu_bundle_indices()
+            if indices is None:
+                raise RuntimeError("orchestrator 'ray' needs the engine actor in a placement group with one "
+                                   "bundle per GPU: set engine.gpu_bundles to 'per-gpu'")
+            os.environ["TRTLLM_RAY_BUNDLE_INDICES"] = indices
+            gpus = len(indices.split(","))
+        if self.config.tokenizer is None and engine_dir and not (Path(path) / "tokenizer_config.json").exists():
+            raise ValueError(f"the engine dir {path} holds no tokenizer: set the backend option 'tokenizer'")
+        kwargs = llm_kwargs(self.config, path, gpus, engine_dir)
+        self.llm_args = dict(kwargs)
+        kwargs["kv_cache_config"] = llmapi.KvCacheConfig(**kwargs.pop("_kv_cache"))
+        if "_speculative" in kwargs:
+            kwargs["speculative_config"] = _speculative_config(llmapi, kwargs.pop("_speculative"))
+        # On the actor's loop: generate_async must later be called from this running loop.
+        self.llm = llm_cls(**kwargs)
+        from transformers import AutoTokenizer
 
-            gpus = visible_gpu_count()
-            if self.config.orchestrator == "ray":
-                indices = _gpu_bundle_indices()
-                if indices is None:
-                    raise RuntimeError("orchestrator 'ray' needs the engine actor in a placement group with one "
-                                       "bundle per GPU: set engine.gpu_bundles to 'per-gpu'")
-                os.environ["TRTLLM_RAY_BUNDLE_INDICES"] = indices
-                gpus = len(indices.split(","))
-            if self.config.tokenizer is None and engine_dir and not (Path(path) / "tokenizer_config.json").exists():
-                raise ValueError(f"the engine dir {path} holds no tokenizer: set the backend option 'tokenizer'")
-            kwargs = llm_kwargs(self.config, path, gpus, engine_dir)
-            self.llm_args = {k: v for k, v in kwargs.items()}
-            kwargs["kv_cache_config"] = llmapi.KvCacheConfig(**kwargs.pop("_kv_cache"))
-            if "_speculative" in kwargs:
-                kwargs["speculative_config"] = _speculative_config(llmapi, kwargs.pop("_speculative"))
-            # On the actor's loop: generate_async must later be called from this running loop.
-            self.llm = llm_cls(**kwargs)
-            from transformers import AutoTokenizer
+        self.tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, kwargs["tokenizer"])
+        self._params = trtllm.SamplingParams
 
-            self.tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, kwargs["tokenizer"])
-            self._params = trtllm.SamplingParams
+    def _shutdown(self, llm: Any) -> None:
+        llm.shutdown()
 
-    async def close(self) -> None:
-        llm, self.llm = self.llm, None
-        if llm is not None:
-            await asyncio.to_thread(llm.shutdown)
+    def _room(self) -> int:
+        return self.config.max_seq_len
+
+    def _submit(self, request: GenerationRequest, max_tokens: int) -> Any:
+        params = self._params(**sampling_kwargs(request, max_tokens))
+        return self.llm.generate_async(list(request.prompt_ids), params, streaming=True)
+
+    def _read(self, output: Any) -> Output:
+        completion = output.outputs[0]
+        return [int(t) for t in completion.token_ids_diff], completion.finish_reason, completion.stop_reason
+
+    def _stop(self, request: GenerationRequest, new: list[int], stop_reason: Any) -> tuple[list[int], int | None]:
+        if isinstance(stop_reason, int) and stop_reason in request.stop_token_ids:
+            if not new or new[-1] != stop_reason:
+                new = [*new, stop_reason]  # the tool loop's context must hold the stop token
+            return new, stop_reason
+        return new, None  # EOS
+
+    async def _abort(self, request_id: str, handle: Any) -> None:
+        handle.abort()  # the stream then drains to its final "cancelled" output
+
+    async def _release(self, handle: Any, finished: bool) -> None:
+        if not finished:  # aborted and left unread: read it to the end, so its resources are released
+            await _drain(handle)
 
     def max_concurrency(self) -> int:
         return self.config.max_concurrency or self.config.max_batch_size
-
-    def stats(self) -> dict[str, float]:
-        return {**{k: float(v) for k, v in self._counters.items()}, "active": float(len(self._active))}
-
-    # ------------------------------------------------------------------ requests
-
-    async def cancel(self, request_id: str) -> None:
-        out = self._active.get(request_id)
-        if out is None:
-            self._early.add(request_id)
-            return
-        if request_id in self._cancelled:
-            return
-        self._cancelled.add(request_id)
-        self._counters["requests_cancelled"] += 1
-        out.abort()  # the stream drains to its final "cancelled" output in generate()
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        rid = request.request_id
-        problem = library_request_problem(request, self.llm is not None, rid in self._active)
-        max_tokens, refused = preflight(request, problem, self._early, self.config.max_seq_len, "max_seq_len", self._counters)
-        if refused is not None:
-            yield refused
-            return
-        try:
-            params = self._params(**sampling_kwargs(request, max_tokens))
-            out = self.llm.generate_async(list(request.prompt_ids), params, streaming=True)
-        except Exception as exc:  # validation errors from the library
-            self._counters["requests_failed"] += 1
-            yield Delta(finish_reason="error", error=f"trtllm: {type(exc).__name__}: {exc}")
-            return
-        self._active[rid] = out
-        self._counters["requests_started"] += 1
-        finished = False
-        try:
-            async for update in out:
-                completion = update.outputs[0]
-                new = [int(t) for t in completion.token_ids_diff]
-                reason = completion.finish_reason
-                if reason is None:
-                    if new:
-                        self._counters["tokens_generated"] += len(new)
-                        yield Delta(token_ids=new)
-                    continue
-                finished = True
-                yield count_final(_final_delta(new, reason, completion.stop_reason, request.stop_token_ids,
-                                               cancelled=rid in self._cancelled), self._counters)
-                return
-            finished = True  # ended without a final output: only after an abort
-            yield Delta(finish_reason="cancelled")
-        except Exception as exc:  # the executor failed under this request
-            finished = True
-            self._counters["requests_failed"] += 1
-            yield Delta(finish_reason="error", error=f"trtllm: {type(exc).__name__}: {exc}")
-        finally:
-            self._active.pop(rid, None)
-            cancelled = rid in self._cancelled
-            self._cancelled.discard(rid)
-            if not finished:  # the consumer stopped listening: abort and drain to the final output
-                if not cancelled:
-                    self._counters["requests_cancelled"] += 1
-                out.abort()
-                await _drain(out)
 
 
 async def _drain(out: Any, timeout_s: float = 30.0) -> None:
@@ -359,20 +303,3 @@ async def _drain(out: Any, timeout_s: float = 30.0) -> None:
         await asyncio.wait_for(read(), timeout_s)
     except Exception:  # a timeout or a dead executor: nothing left to release here
         pass
-
-
-def _final_delta(new: list[int], reason: str, stop_reason: Any, stop_ids: tuple[int, ...],
-                 cancelled: bool) -> Delta:
-    """Map TensorRT-LLM's finish reason onto the project's."""
-    if reason == "cancelled":
-        return Delta(token_ids=new, finish_reason="cancelled" if cancelled else "error",
-                     error=None if cancelled else "trtllm cancelled the request")
-    if reason == "stop":
-        if isinstance(stop_reason, int) and stop_reason in stop_ids:
-            if not new or new[-1] != stop_reason:
-                new = [*new, stop_reason]  # the tool loop's context must hold the stop token
-            return Delta(token_ids=new, finish_reason="stop", stop=stop_reason)
-        return Delta(token_ids=new, finish_reason="stop")
-    if reason == "length":
-        return Delta(token_ids=new, finish_reason="length")
-    return Delta(token_ids=new, finish_reason="error", error=f"trtllm finished the request with {reason!r}")

@@ -58,19 +58,11 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
-from raysolve.core.protocols import Delta, GenerationRequest
-from raysolve.engines.common import (
-    visible_gpu_count,
-    TINY,
-    EarlyCancels,
-    count_final,
-    library_request_problem,
-    preflight,
-    request_counters,
-    resolve_model_path,
-)
+from raysolve.core.protocols import GenerationRequest
+from raysolve.engines.adapter import LibraryEngine, Output
+from raysolve.engines.common import TINY, resolve_model_path, visible_gpu_count
 
 __all__ = ["VLLMEngine", "VLLMEngineConfig", "engine_kwargs", "sampling_kwargs"]
 
@@ -220,62 +212,75 @@ def _import_vllm() -> Any:
     return vllm, AsyncLLM, RequestOutputKind, StatLoggerBase
 
 
-class VLLMEngine:
-    """`Engine` over vLLM's ``AsyncLLM`` (see the module docstring)."""
+class VLLMEngine(LibraryEngine[VLLMEngineConfig]):
+    """`Engine` over vLLM's ``AsyncLLM`` (see the module docstring); a request's handle is its output generator."""
+
+    backend = "vllm"
+    config_class = VLLMEngineConfig
+    room_name = "max_model_len"
+    abort_reason = "abort"
 
     def __init__(self, config: VLLMEngineConfig | None = None, **options: Any) -> None:
-        if config is not None and options:
-            raise TypeError("pass either a VLLMEngineConfig or keyword options, not both")
-        self.config = config if config is not None else VLLMEngineConfig(**options)
-        self.llm: Any = None
-        self.tokenizer: Any = None
+        super().__init__(config, **options)
         self.engine_args: dict[str, Any] = {}
         self._vllm: Any = None
         self._delta_kind: Any = None
         self._tap = _SchedulerTap()
-        self._active: dict[str, bool] = {}
-        """Running request id -> whether ``cancel`` was called for it."""
-        self._early = EarlyCancels()
         self._probes = 0
-        self._start_lock = asyncio.Lock()
-        self._counters = request_counters()
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ LibraryEngine hooks
 
-    async def start(self) -> None:
-        """Start vLLM (its engine core process and workers) and load the tokenizer. Idempotent."""
-        async with self._start_lock:
-            if self.llm is not None:
-                return
-            vllm, async_llm, output_kind, stat_logger_base = _import_vllm()
-            from transformers import AutoTokenizer
+    async def _load(self) -> None:
+        """Start vLLM (its engine core process and workers) and load the tokenizer."""
+        vllm, async_llm, output_kind, stat_logger_base = _import_vllm()
+        from transformers import AutoTokenizer
 
-            # Workers forked from a process that has touched CUDA cannot use it; vLLM's own advice is spawn.
-            os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
-            path = resolve_model_path(self.config.model)
-            self.engine_args = engine_kwargs(self.config, path, visible_gpu_count())
-            args = vllm.AsyncEngineArgs(**self.engine_args)
-            factory = _stat_logger_factory(self._tap, stat_logger_base)
-            # Built on the running loop, as vLLM's own servers do (its client binds its queues and
-            # sockets to it). This blocks the loop for the start-up (engine core process, weights,
-            # CUDA graphs: a minute or more); nothing else runs on the engine actor until it is ready.
-            self.llm = async_llm.from_engine_args(args, stat_loggers=[factory])
-            self.tokenizer = await asyncio.to_thread(
-                AutoTokenizer.from_pretrained, self.engine_args["tokenizer"]
-            )
-            self._vllm = vllm
-            self._delta_kind = output_kind.DELTA
+        # Workers forked from a process that has touched CUDA cannot use it; vLLM's own advice is spawn.
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        path = resolve_model_path(self.config.model)
+        self.engine_args = engine_kwargs(self.config, path, visible_gpu_count())
+        args = vllm.AsyncEngineArgs(**self.engine_args)
+        factory = _stat_logger_factory(self._tap, stat_logger_base)
+        # Built on the running loop, as vLLM's own servers do (its client binds its queues and
+        # sockets to it). This blocks the loop for the start-up (engine core process, weights,
+        # CUDA graphs: a minute or more); nothing else runs on the engine actor until it is ready.
+        self.llm = async_llm.from_engine_args(args, stat_loggers=[factory])
+        self.tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, self.engine_args["tokenizer"])
+        self._vllm = vllm
+        self._delta_kind = output_kind.DELTA
 
-    async def close(self) -> None:
-        llm, self.llm = self.llm, None
-        if llm is not None:
-            await asyncio.to_thread(llm.shutdown)
+    def _shutdown(self, llm: Any) -> None:
+        llm.shutdown()
+
+    def _room(self) -> int:
+        return self.config.max_model_len
+
+    def _submit(self, request: GenerationRequest, max_tokens: int) -> Any:
+        params = self._vllm.SamplingParams(
+            **sampling_kwargs(request, max_tokens, self.config.forced_length), output_kind=self._delta_kind
+        )
+        return self.llm.generate({"prompt_token_ids": list(request.prompt_ids)}, params, request.request_id)
+
+    def _read(self, output: Any) -> Output:
+        completion = output.outputs[0]
+        return list(completion.token_ids), completion.finish_reason, completion.stop_reason
+
+    def _stop(self, request: GenerationRequest, new: list[int], stop_reason: Any) -> tuple[list[int], int | None]:
+        # vLLM includes the stop token (and EOS) in the output; its stop_reason is None for EOS.
+        return new, stop_reason if isinstance(stop_reason, int) else (new[-1] if new else None)
+
+    async def _abort(self, request_id: str, handle: Any) -> None:
+        # The output processor puts a final "abort" output on the stream; the scheduler frees the blocks.
+        if self.llm is not None:
+            await self.llm.abort(request_id)
+
+    async def _release(self, handle: Any, finished: bool) -> None:
+        await handle.aclose()
+
+    # ------------------------------------------------------------------ Engine and diagnostics
 
     def max_concurrency(self) -> int:
         return self.config.max_concurrency or self.config.max_num_seqs
-
-    def stats(self) -> dict[str, float]:
-        return {**{k: float(v) for k, v in self._counters.items()}, "active": float(len(self._active))}
 
     async def cache_stats(self, fresh: bool = False) -> dict[str, float]:
         """The scheduler's last report: ``running``, ``waiting`` requests, ``kv_cache_usage`` (0–1),
@@ -304,72 +309,3 @@ class VLLMEngine:
         token = self.tokenizer.eos_token_id or 0
         async for _ in self.llm.generate({"prompt_token_ids": [int(token)]}, params, f"raysolve-probe-{self._probes}"):
             pass
-
-    # ------------------------------------------------------------------ requests
-
-    async def cancel(self, request_id: str) -> None:
-        if request_id not in self._active:
-            self._early.add(request_id)
-            return
-        if self._active[request_id]:
-            return
-        self._active[request_id] = True
-        self._counters["requests_cancelled"] += 1
-        if self.llm is not None:
-            await self.llm.abort(request_id)
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        rid = request.request_id
-        problem = library_request_problem(request, self.llm is not None, rid in self._active)
-        max_tokens, refused = preflight(request, problem, self._early, self.config.max_model_len, "max_model_len",
-                                        self._counters)
-        if refused is not None:
-            yield refused
-            return
-        params = self._vllm.SamplingParams(
-            **sampling_kwargs(request, max_tokens, self.config.forced_length), output_kind=self._delta_kind
-        )
-        self._active[rid] = False
-        self._counters["requests_started"] += 1
-        stream = self.llm.generate({"prompt_token_ids": list(request.prompt_ids)}, params, rid)
-        finished = False
-        try:
-            async for out in stream:
-                completion = out.outputs[0]
-                new = list(completion.token_ids)
-                reason = completion.finish_reason
-                if reason is None:
-                    if new:
-                        self._counters["tokens_generated"] += len(new)
-                        yield Delta(token_ids=new)
-                    continue
-                finished = True
-                yield count_final(_final_delta(new, reason, completion.stop_reason,
-                                               cancelled=self._active.get(rid, False)), self._counters)
-                return
-            finished = True  # the stream ended without a final output: only after an abort
-            yield Delta(finish_reason="cancelled")
-        except Exception as exc:  # EngineDeadError, EngineGenerateError, ValueError from validation
-            finished = True
-            self._counters["requests_failed"] += 1
-            yield Delta(finish_reason="error", error=f"vllm: {type(exc).__name__}: {exc}")
-        finally:
-            was_cancelled = self._active.pop(rid, False)
-            if not finished and not was_cancelled:  # the consumer stopped listening
-                self._counters["requests_cancelled"] += 1
-                if self.llm is not None:
-                    await self.llm.abort(rid)
-            await stream.aclose()
-
-
-def _final_delta(new: list[int], reason: str, stop_reason: Any, cancelled: bool) -> Delta:
-    """Map vLLM's finish reason onto the project's."""
-    if reason == "abort":
-        return Delta(token_ids=new, finish_reason="cancelled" if cancelled else "error",
-                     error=None if cancelled else "vllm aborted the request")
-    if reason == "stop":
-        stop = stop_reason if isinstance(stop_reason, int) else (new[-1] if new else None)
-        return Delta(token_ids=new, finish_reason="stop", stop=stop)
-    if reason == "length":
-        return Delta(token_ids=new, finish_reason="length")
-    return Delta(token_ids=new, finish_reason="error", error=f"vllm finished the request with {reason!r}")

@@ -19,6 +19,10 @@ measured. It behaves like a batched decoder:
   abort does (its stream ended 0.12 ms after the abort, p50, in ``results/gpu-smoke``).
 - EOS, the request's stop tokens and ``max_tokens`` end a segment as on a real engine.
 
+Time comes from a `Clock`: real time by default; tests pass a `VirtualClock`, in which
+time passes only when the engine sleeps, so rates and durations are exact whatever the
+speed of the machine.
+
 Cost: one timer task per engine; per step, only the requests with a delta or an end due
 are touched (a heap on the cumulative per-request token credit), so thousands of
 requests per second cost little CPU in the engine itself.
@@ -33,7 +37,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import AsyncIterator, Protocol
 
 from raysolve.core.protocols import Delta, GenerationRequest
 from raysolve.engines.common import EarlyCancels, request_counters
@@ -63,6 +67,40 @@ class LoadGenConfig:
     delta_tokens: int = 64
 
 
+class Clock(Protocol):
+    """Where the engine's time comes from."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    """Wall-clock time (benchmarks)."""
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class VirtualClock:
+    """Time that advances only when the engine sleeps, by exactly what it asked (tests): the engine's
+    rates hold exactly, however slow or busy the machine. ``sleep`` still yields to the event loop
+    once, so consumers see each step's deltas before the next step."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
 @dataclass
 class _Request:
     request_id: str
@@ -81,8 +119,9 @@ class _Request:
 class LoadGenEngine:
     """`Engine` for orchestration benchmarks (see the module docstring)."""
 
-    def __init__(self, config: LoadGenConfig | None = None, **options: object) -> None:
+    def __init__(self, config: LoadGenConfig | None = None, *, clock: Clock | None = None, **options: object) -> None:
         self.config = config if config is not None else LoadGenConfig(**options)  # type: ignore[arg-type]
+        self.clock: Clock = clock if clock is not None else RealClock()
         self.codec = CharCodec()
         self._eos = self.codec.eos_token_ids[0]
         self._active: dict[str, _Request] = {}
@@ -182,15 +221,16 @@ class LoadGenEngine:
 
     async def _drive(self) -> None:
         cfg = self.config
-        last = time.perf_counter()
+        clock = self.clock
+        last = clock.now()
         while True:
             if not self._active:
                 assert self._wake is not None
                 self._wake.clear()
                 await self._wake.wait()
-                last = time.perf_counter()
-            await asyncio.sleep(cfg.step_s)
-            now = time.perf_counter()
+                last = clock.now()
+            await clock.sleep(cfg.step_s)
+            now = clock.now()
             dt, last = now - last, now
             self._steps += 1
             if self._active:
@@ -218,4 +258,4 @@ class LoadGenEngine:
             heapq.heappush(self._heap, (r.start_credit + min(r.pos + chunk, r.end), next(self._seq), r))
 
 
-__all__ = ["CODE_CALL", "EOS", "LoadGenConfig", "LoadGenEngine"]
+__all__ = ["CODE_CALL", "EOS", "Clock", "LoadGenConfig", "LoadGenEngine", "RealClock", "VirtualClock"]

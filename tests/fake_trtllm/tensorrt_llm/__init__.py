@@ -1,9 +1,11 @@
-"""FAKE ``tensorrt_llm`` for tests (see ../README.md). Not TensorRT-LLM.
+"""TEST DOUBLE: a FAKE ``tensorrt_llm`` for tests (see ../README.md). Not TensorRT-LLM.
 
-Follows the documented LLM API of TensorRT-LLM 1.2 (PyTorch backend): ``LLM``,
+Follows the documented shapes of TensorRT-LLM 1.2's LLM API (PyTorch backend): ``LLM``,
 ``SamplingParams``, ``RequestOutput`` updated in place while streaming, ``abort()``
-ending in a final ``cancelled`` output, ``token_ids_diff``. Tokens are pseudo-random
-(or come from ``FAKE.script``), one per request every ``FAKE.step_s`` seconds.
+ending in a final ``cancelled`` output, ``token_ids_diff``. It RECORDS what the adapter
+sends (``LLM.args``, ``LLM.requests``, ``LLM.abort_calls``), which is what tests assert
+on; its tokens (``FAKE.script``, else arbitrary ids) only feed the adapter's streaming.
+It models no sampling: seeds, temperatures and samplers are recorded, not honoured.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class _Knobs:
     step_s: float = 0.001
     vocab: int = 1000
     script: Callable[[list[int], "SamplingParams"], list[int]] | None = None
-    """Tokens a request produces, from its prompt and params (before stop/EOS/length rules)."""
+    """Tokens a request produces, from its prompt and params (before stop/EOS/length rules);
+    None: arbitrary ids that never hit EOS."""
     instances: list["LLM"] = field(default_factory=list)
     drop_stop_tokens: bool = False
     """Leave matched stop tokens out of the output even with ``include_stop_str_in_output``."""
@@ -40,7 +43,8 @@ FAKE = _Knobs()
 
 @dataclass
 class SamplingParams:
-    """The documented defaults: ``max_tokens=32``; greedy when temperature/top_p/top_k are unset."""
+    """The documented defaults: ``max_tokens=32``; greedy when temperature/top_p/top_k are unset
+    (recorded, not modelled)."""
 
     max_tokens: int = 32
     temperature: float | None = None
@@ -54,11 +58,6 @@ class SamplingParams:
     end_id: int | None = None
     detokenize: bool = True
     logprobs: int | None = None
-
-    @property
-    def greedy(self) -> bool:
-        return (self.temperature is None and self.top_p is None and self.top_k is None) or self.top_k == 1 \
-            or self.temperature == 0
 
 
 @dataclass
@@ -78,7 +77,7 @@ class CompletionOutput:
 class RequestOutput:
     """Returned at once by ``generate_async``; iterating yields this same object, updated in place."""
 
-    def __init__(self, request_id: int, prompt_token_ids: list[int]) -> None:
+    def __init__(self, request_id: int, prompt_token_ids: list[int], abort_calls: list[int]) -> None:
         self.request_id = request_id
         self.prompt_token_ids = prompt_token_ids
         self.outputs = [CompletionOutput()]
@@ -88,9 +87,11 @@ class RequestOutput:
         """Executor responses, applied to this object when the consumer takes them (as TRT-LLM
         does), so ``token_ids_diff`` is always relative to the previous update it saw."""
         self._task: asyncio.Task | None = None
+        self._abort_calls = abort_calls
 
     def abort(self) -> None:
         """Ask the executor to stop the request; a final ``cancelled`` output follows."""
+        self._abort_calls.append(self.request_id)
         self._aborted = True
 
     def __aiter__(self) -> "RequestOutput":
@@ -140,11 +141,12 @@ class LLM:
         self.max_batch_size = kwargs.get("max_batch_size") or 2048
         self.orchestrator = kwargs.get("orchestrator_type") or "mpi"
         self.placement = self._place()
-        self._sampler_rng = random.Random(42)  # the PyTorch backend's one generator per engine
         self._ids = 0
         self.requests: list[tuple[list[int], SamplingParams]] = []
+        """Every ``generate_async`` call: (prompt token ids, sampling params)."""
+        self.abort_calls: list[int] = []
+        """Request ids, once per ``RequestOutput.abort()`` call."""
         self.running: dict[int, RequestOutput] = {}
-        self.aborted: list[int] = []
         self.shut_down = False
         FAKE.instances.append(self)
         self._report()
@@ -203,7 +205,7 @@ class LLM:
         if len(prompt) + params.max_tokens > self.max_seq_len:
             raise ValueError(f"prompt {len(prompt)} + max_tokens {params.max_tokens} > max_seq_len {self.max_seq_len}")
         self._ids += 1
-        out = RequestOutput(self._ids, prompt)
+        out = RequestOutput(self._ids, prompt, self.abort_calls)
         self.requests.append((prompt, params))
         self.running[out.request_id] = out
         out._task = loop.create_task(self._run(out, params, streaming))
@@ -213,12 +215,7 @@ class LLM:
         if FAKE.script is not None:
             script = iter(FAKE.script(prompt, params))
             return lambda: next(script, params.end_id or EOS_ID)
-        if params.greedy:
-            rng = random.Random(sum(prompt))  # the same text every time
-        elif self._backend == "pytorch" and self.args.get("sampler_type") != "TRTLLMSampler":
-            rng = self._sampler_rng  # the per-request seed is ignored
-        else:
-            rng = random.Random(0 if params.seed is None else params.seed)  # TRT backend: default seed 0
+        rng = random.Random(len(self.requests))  # arbitrary ids above EOS; no sampling is modelled
         return lambda: rng.randrange(3, FAKE.vocab)
 
     async def _run(self, out: RequestOutput, params: SamplingParams, streaming: bool) -> None:
@@ -234,7 +231,6 @@ class LLM:
                 await asyncio.sleep(FAKE.step_s)
                 if out._aborted:
                     reason = "cancelled"
-                    self.aborted.append(out.request_id)
                     break
                 token = nxt()
                 if token == end:

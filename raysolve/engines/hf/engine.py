@@ -1,4 +1,4 @@
-"""The ``hf`` backend: transformers' continuous-batching manager behind the `Engine` protocol.
+"""`HFEngine`: transformers' continuous-batching manager behind the `Engine` protocol.
 
 Built against transformers 5.23, also tested with 5.17 on CPU
 (``transformers.generation.continuous_batching``):
@@ -12,29 +12,10 @@ drops a request and frees its cache blocks at the loop's next step.
 What the manager does and does not do, and what this module adds:
 
 Sampling and seeds
-    The manager samples with ``torch.multinomial`` on the process-global RNG
-    (seeded once per manager); it has no per-request seed or generator. So the
-    engine does its own sampling, in a logits-processor list installed in the
-    manager (`_SeededSampling`), and leaves the manager in argmax mode
-    (``do_sample=False``): for each request it scales by the request's
-    temperature, applies its top-k and top-p, and adds Gumbel noise that is a
-    pure function of ``(seed, index of the token in the segment, token id)``
-    (a counter-based hash, no RNG state), so that the argmax the manager takes
-    is an exact sample from the filtered softmax (Gumbel-max trick).
-    Temperature, top-p, top-k, seed and greedy are all per request.
-
-    Guaranteed: a request is never decoded greedily unless ``greedy=True``
-    (``temperature <= 0`` without ``greedy`` is rejected with an ``error``
-    delta); two requests with different seeds draw independent noise (equal
-    only by a 64-bit key collision); the noise for a request does not depend on
-    what else is in the batch or on its timing. The same seed and prompt twice
-    give the same tokens whenever the model's logits are bitwise equal in both
-    runs — always so on CPU in our tests, but batched kernels may round
-    differently for different batch compositions (in particular on GPU), and
-    a flipped near-tie then changes the continuation. Reproducibility is
-    therefore "same seed, same batch layout, same hardware", not absolute
-    (seen on an H200: float32 reproduced a sample alone and inside a batch of
-    8, bfloat16 did not; the same batch run twice matched in both).
+    The manager has no per-request seed; the engine samples itself, in a logits
+    processor installed in the manager (``sampler.py`` says how and what is
+    guaranteed). ``temperature <= 0`` without ``greedy`` is rejected with an
+    ``error`` delta.
 
 Stop tokens
     The manager supports per-request EOS sets (``add_request(eos_token_id=[...])``),
@@ -71,44 +52,35 @@ Threads and asyncio
     the handler of a cancelled request, and a late output then lands on the
     shared queue or on a closed loop.)
 
-Internals relied on
-    The sampler replaces ``manager.logit_processor`` before the manager's
-    thread builds its batch processor, reads ``RequestState.generated_tokens``
-    / ``initial_tokens`` / ``_true_initial_tokens`` for the token index, and
-    `HFEngine.cache_stats` reads the paged cache's bookkeeping (both the 5.17
-    and the 5.23 layouts).
-
 Not used, on purpose: asynchronous double-buffered batching and CUDA graphs
 (forced off: the per-request token index and the host-side filter switch
 assume the synchronous loop), ``num_return_sequences`` forking, logprobs.
-The attention default is ``"sdpa"``: in transformers 5.23 the ``paged|``
-prefix is deprecated except for ``paged|eager`` (SDPA is paged natively), so
-``"paged|sdpa"`` is accepted and mapped to ``"sdpa"`` (5.17 adds the prefix
-itself). On CUDA, cuDNN's SDPA backend is switched off by default
-(``HFEngineConfig.cudnn_sdpa``).
+The attention default is ``"sdpa"`` (``compat.attn_implementation``). On CUDA,
+cuDNN's SDPA backend is switched off by default (``HFEngineConfig.cudnn_sdpa``).
+What is read of transformers' internals, per release: ``compat.py``.
+
+torch and transformers are imported in ``start()`` only, so this module imports cheaply.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
-
-import torch
-from transformers.generation.continuous_batching.cb_logits_processors import (
-    ContinuousBatchingLogitsProcessorList,
-)
-from transformers.generation.logits_process import LogitsProcessorList
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from raysolve.core.protocols import Delta, FinishReason, GenerationRequest
 from raysolve.engines.common import TINY, EarlyCancels, fit_to_room, request_counters, resolve_model_path
+from raysolve.engines.hf import compat
 
-__all__ = ["HFEngine", "HFEngineConfig"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["HFEngine", "HFEngineConfig", "sampling_kwargs"]
+
 
 @dataclass
 class HFEngineConfig:
@@ -161,169 +133,14 @@ class HFEngineConfig:
     compilation stay off: slower or crashing there."""
 
 
-# --------------------------------------------------------------------------------------------------------------- #
-# Per-request seeded sampling
-# --------------------------------------------------------------------------------------------------------------- #
-
-_M32 = 0xFFFFFFFF
-_M64 = 0xFFFFFFFFFFFFFFFF
-_HASH_MUL = 0x45D9F3B  # < 2**27, so products of 32-bit values stay far below 2**63 in int64
-_TWO_POW_M24 = 1.0 / (1 << 24)
-
-
-def _splitmix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
-    return x ^ (x >> 31)
-
-
-def _to_int32(u: int) -> int:
-    return u - (1 << 32) if u & 0x80000000 else u
-
-
-def _noise_key(seed: int, index: int) -> tuple[int, int]:
-    """Two 32-bit words (as signed int32) keyed by (seed, token index)."""
-    z = _splitmix64(_splitmix64(seed & _M64) ^ index)
-    return _to_int32(z & _M32), _to_int32(z >> 32)
-
-
-def _hash32_(x: torch.Tensor) -> torch.Tensor:
-    """In-place 32-bit integer mix of an int64 tensor holding values in [0, 2**32)."""
-    x.bitwise_xor_(x >> 16).mul_(_HASH_MUL).bitwise_and_(_M32)
-    x.bitwise_xor_(x >> 16).mul_(_HASH_MUL).bitwise_and_(_M32)
-    return x.bitwise_xor_(x >> 16)
-
-
-def gumbel_noise(key_a: torch.Tensor, key_b: torch.Tensor, vocab_base: torch.Tensor) -> torch.Tensor:
-    """Gumbel(0, 1) noise of shape ``[rows, vocab]``, a pure function of the keys and the token id.
-
-    ``key_a``/``key_b``: int64 ``[rows]`` in [0, 2**32); ``vocab_base``: int64 ``[vocab]`` per-token hashes.
-    """
-    h = vocab_base.unsqueeze(0) ^ key_a.unsqueeze(1)
-    h = _hash32_(h)
-    h.bitwise_xor_(key_b.unsqueeze(1))
-    h = _hash32_(h)
-    u = ((h >> 8).to(torch.float32) + 0.5) * _TWO_POW_M24  # 24 bits, strictly inside (0, 1)
-    return -torch.log(-torch.log(u))
-
-
-class _SeededSampling(ContinuousBatchingLogitsProcessorList):
-    """Per-request temperature / top-k / top-p / seeded Gumbel noise, for a manager in argmax mode.
-
-    The manager stores one int32 row per "tensor" for every sequence of a batch and hands
-    us the rows of the sequences that sample a token this step, in order. Rows:
-    0-1 noise key, 2 temperature (float32 bits), 3 top-p (float32 bits), 4 top-k, 5 greedy.
-    """
-
-    ROWS = 6
-    KWARGS: dict[str, type] = {"seed": int, "temperature": float, "top_p": float, "top_k": int, "greedy": bool}
-
-    def __init__(self) -> None:
-        super().__init__(LogitsProcessorList(), per_request_processors=False, drop_unsupported_processors=True)
-        self.tensors_required = self.ROWS
-        self.supported_keys = dict(self.KWARGS)
-        self.ignored_keys = set()
-        self.do_processing = True
-        self._filter = False  # set per batch on the host: does any sampled row use top-k / top-p?
-        self._vocab_base: dict[tuple[int, str], torch.Tensor] = {}
-
-    def __repr__(self) -> str:
-        return "_SeededSampling(per-request seed/temperature/top_k/top_p/greedy)"
-
-    def check_kwargs(self, kwargs: dict) -> None:
-        for key, value in kwargs.items():
-            expected = self.KWARGS.get(key)
-            if expected is None:
-                raise ValueError(f"unknown sampling option {key!r}")
-            if not isinstance(value, expected):
-                raise TypeError(f"sampling option {key!r} must be {expected.__name__}, got {type(value).__name__}")
-
-    def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
-        # Only padding rows ever read these: greedy, temperature 1, no filter.
-        one = torch.tensor([1.0], dtype=torch.float32).view(torch.int32).item()
-        defaults = torch.tensor([0, 0, one, one, 0, 1], dtype=torch.int32)
-        int32_tensor.copy_(defaults.view(self.ROWS, 1).to(int32_tensor.device))
-
-    def prepare_tensor_args(self, requests_in_batch: list, arg_storage: torch.Tensor) -> torch.Tensor:
-        rows: list[list[int]] = [[], [], [], [], []]
-        floats: list[float] = []
-        need_filter = False
-        for future in requests_in_batch:
-            if not future.has_new_token:
-                continue
-            state = future.state
-            kw = state.logit_processor_kwargs
-            greedy = kw.get("greedy", False)
-            # Index of the token sampled now within the segment. A request the manager had
-            # to re-prefill carries its earlier tokens in its prompt (`_true_initial_tokens`).
-            index = len(state.generated_tokens)
-            true_initial = getattr(state, "_true_initial_tokens", 0)
-            if true_initial:
-                index += len(state.initial_tokens) - true_initial
-            a, b = _noise_key(kw.get("seed", 0), index)
-            top_k = kw.get("top_k", 0)
-            top_p = kw.get("top_p", 1.0)
-            rows[0].append(a)
-            rows[1].append(b)
-            rows[2].append(top_k)
-            rows[3].append(1 if greedy else 0)
-            floats.append(1.0 if greedy else kw.get("temperature", 1.0))
-            floats.append(top_p)
-            if not greedy and (top_k > 0 or top_p < 1.0):
-                need_filter = True
-        n = len(floats) // 2
-        self._filter = need_filter
-        if n == 0:
-            return arg_storage
-        packed = torch.empty((self.ROWS, n), dtype=torch.int32)
-        packed[0] = torch.tensor(rows[0], dtype=torch.int32)
-        packed[1] = torch.tensor(rows[1], dtype=torch.int32)
-        packed[2:4] = torch.tensor(floats, dtype=torch.float32).view(n, 2).t().contiguous().view(torch.int32)
-        packed[4] = torch.tensor(rows[2], dtype=torch.int32)
-        packed[5] = torch.tensor(rows[3], dtype=torch.int32)
-        arg_storage[: self.ROWS, :n] = packed.to(arg_storage.device)
-        return arg_storage
-
-    def _base(self, vocab: int, device: torch.device) -> torch.Tensor:
-        key = (vocab, str(device))
-        base = self._vocab_base.get(key)
-        if base is None:
-            ids = torch.arange(vocab, dtype=torch.int64, device=device)
-            base = _hash32_((ids * 0x9E3779B1 + 0x7F4A7C15) & _M32)
-            self._vocab_base[key] = base
-        return base
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, args: torch.Tensor) -> torch.Tensor:
-        return self.sample_scores(scores, args)
-
-    def sample_scores(self, scores: torch.Tensor, args: torch.Tensor) -> torch.Tensor:
-        """Scores whose argmax is each row's sample. ``scores``: float ``[rows, vocab]``."""
-        n, vocab = scores.shape
-        args = args[:, :n]
-        key_a = args[0].to(torch.int64) & _M32
-        key_b = args[1].to(torch.int64) & _M32
-        temperature = args[2].contiguous().view(torch.float32)
-        top_p = args[3].contiguous().view(torch.float32)
-        top_k = args[4].to(torch.int64)
-        sample = (args[5] == 0).to(scores.dtype)
-
-        scores = scores / temperature.unsqueeze(1)
-        if self._filter:
-            sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
-            ranks = torch.arange(vocab, device=scores.device).unsqueeze(0)
-            k = torch.where(top_k > 0, top_k, vocab).unsqueeze(1)
-            drop = ranks >= k
-            probs = sorted_scores.softmax(dim=-1)
-            drop |= (probs.cumsum(dim=-1) - probs) >= top_p.unsqueeze(1)  # the top token always stays
-            scores = scores.masked_fill(torch.zeros_like(drop).scatter(1, order, drop), float("-inf"))
-        noise = gumbel_noise(key_a, key_b, self._base(vocab, scores.device))
-        return scores + noise * sample.unsqueeze(1)
-
-
-# --------------------------------------------------------------------------------------------------------------- #
-# Engine
-# --------------------------------------------------------------------------------------------------------------- #
+def sampling_kwargs(request: GenerationRequest) -> dict[str, Any]:
+    """The request's options for `SeededSampling` (``add_request`` keyword arguments): the manager
+    itself stays in argmax mode, so these are all that makes a request sample."""
+    kwargs: dict[str, Any] = {"seed": int(request.seed), "greedy": bool(request.greedy)}
+    if not request.greedy:
+        kwargs.update(temperature=float(request.temperature), top_p=min(float(request.top_p), 1.0),
+                      top_k=int(request.top_k))
+    return kwargs
 
 
 @dataclass(eq=False)
@@ -383,8 +200,10 @@ class HFEngine:
                 await asyncio.to_thread(self._start_sync)
 
     def _start_sync(self) -> None:
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        from raysolve.engines.hf.sampler import SeededSampling
 
         cfg = self.config
         device = _resolve_device(cfg.device)
@@ -394,9 +213,7 @@ class HFEngine:
         if device.type == "cuda" and not cfg.cudnn_sdpa:
             torch.backends.cuda.enable_cudnn_sdp(False)
         dtype = _resolve_dtype(cfg.dtype, device)
-        attn = cfg.attn_implementation
-        if attn == "paged|sdpa":
-            attn = "sdpa"
+        attn = compat.attn_implementation(cfg.attn_implementation)
 
         path = resolve_model_path(cfg.model, random_seed=cfg.random_model_seed)
         self.model_path = path
@@ -415,7 +232,7 @@ class HFEngine:
             raise ValueError(f"{path}: no EOS token in the generation config or the tokenizer")
 
         gen_config = GenerationConfig(
-            do_sample=False,  # argmax over the scores `_SeededSampling` returns
+            do_sample=False,  # argmax over the scores `SeededSampling` returns
             eos_token_id=list(self.eos_token_ids),
             pad_token_id=model.generation_config.pad_token_id,
             max_new_tokens=cfg.max_model_len,
@@ -430,7 +247,7 @@ class HFEngine:
             num_blocks = math.ceil(cfg.max_concurrency * per_request * 1.1)
         if max_batch_tokens is None and (device.type == "cpu" or needs_mask):
             max_batch_tokens = 512 if device.type == "cpu" else 2048
-        cb_options = dict(
+        cb_config = compat.continuous_batching_config(
             page_size=cfg.block_size,  # transformers >= 5.17 (deprecated alias: block_size)
             num_blocks=num_blocks,
             max_batch_tokens=max_batch_tokens,
@@ -443,13 +260,9 @@ class HFEngine:
             return_logprobs=False,
             seed=cfg.manager_seed,
         )
-        known = {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
-        if "page_size" not in known:  # transformers 5.17 still calls it block_size
-            cb_options["block_size"] = cb_options.pop("page_size")
-        cb_config = ContinuousBatchingConfig(**{k: v for k, v in cb_options.items() if k in known})
         manager = model.init_continuous_batching(generation_config=gen_config, continuous_batching_config=cb_config)
         # The manager builds its batch processor (which takes this list) when its thread starts.
-        manager.logit_processor = _SeededSampling()
+        manager.logit_processor = SeededSampling()
         manager.start()
         # The cache is created in the manager's thread: wait for it, so that sizing errors surface
         # here and the capacity is known before the first request.
@@ -457,10 +270,10 @@ class HFEngine:
         while manager.batch_processor is None:
             if not manager.is_running() or time.monotonic() > deadline:
                 error = manager.background_thread_status.fatal_error
-                _stop_manager(manager)
+                compat.stop_manager(manager)
                 raise RuntimeError(f"the continuous-batching manager failed to start: {error!r}")
             time.sleep(0.005)
-        self.capacity_tokens = _capacity_tokens(manager.batch_processor.cache)
+        self.capacity_tokens = compat.capacity_tokens(manager.batch_processor.cache)
         self.manager = manager
         self._closing.clear()
         self._bridge = threading.Thread(target=self._bridge_loop, name="hf-engine-bridge", daemon=True)
@@ -472,7 +285,7 @@ class HFEngine:
             return
         self._closing.set()
         manager, self.manager = self.manager, None
-        await asyncio.to_thread(_stop_manager, manager)
+        await asyncio.to_thread(compat.stop_manager, manager)
         if self._bridge is not None:
             await asyncio.to_thread(self._bridge.join, 5.0)
             self._bridge = None
@@ -538,13 +351,6 @@ class HFEngine:
             yield refused
             return
 
-        sampling: dict[str, Any] = {"seed": int(request.seed), "greedy": bool(request.greedy)}
-        if not request.greedy:
-            sampling.update(
-                temperature=float(request.temperature),
-                top_p=min(float(request.top_p), 1.0),
-                top_k=int(request.top_k),
-            )
         sent = 0
         try:
             added = self.manager.add_request(
@@ -553,7 +359,7 @@ class HFEngine:
                 max_new_tokens=max_tokens,
                 streaming=True,
                 eos_token_id=sorted(stops),
-                **sampling,
+                **sampling_kwargs(request),
             )
             if added is None:
                 stream.done = True
@@ -576,13 +382,13 @@ class HFEngine:
                 new = list(tokens[sent:])
                 sent = len(tokens)
                 status = int(out.status)
-                if status == _FAILED:
+                if status == compat.FAILED:
                     stream.done = True
                     self._counters["tokens_generated"] += len(new)
                     self._counters["requests_failed"] += 1
                     yield Delta(token_ids=new, finish_reason="error", error=out.error or "generation failed")
                     return
-                if status == _FINISHED:
+                if status == compat.FINISHED:
                     stream.done = True
                     last = tokens[-1] if tokens else None
                     reason: FinishReason = "stop" if last in stops else "length"
@@ -615,7 +421,7 @@ class HFEngine:
         manager = self.manager
         if manager is None:
             raise RuntimeError("engine not started")
-        return await asyncio.to_thread(_cache_stats, manager)
+        return await asyncio.to_thread(compat.cache_stats, manager)
 
     # ------------------------------------------------------------------ internals
 
@@ -668,69 +474,15 @@ class HFEngine:
             stream.wake()
 
 
-_FINISHED = 3  # transformers' RequestStatus.FINISHED
-_FAILED = 4  # transformers' RequestStatus.FAILED
-
-
 def _deliver(items: list[tuple[_Stream, Any]]) -> None:
     for stream, output in items:
         stream.latest = output
         stream.event.set()
 
 
-def _stop_manager(manager: Any) -> None:
-    try:
-        manager.stop(block=True, timeout=10.0, hard_stop=True)
-    finally:
-        manager.destroy()
-
-
-# The paged cache's internals changed between transformers 5.17 (one BlockManager, per-group cache managers)
-# and 5.23 (sectors shared by per-attention-type allocators); these two helpers read either layout.
-
-
-def _capacity_tokens(cache: Any) -> int:
-    allocators = getattr(cache, "cache_allocators", None)
-    if allocators is not None:  # >= 5.2x
-        return min(a.num_blocks * a.tokens_per_page for a in allocators.values())
-    return int(cache.num_blocks * cache.block_size)  # 5.17
-
-
-def _read_cache_stats(cache: Any) -> dict[str, int]:
-    holders: set[str] = set()
-    allocators = getattr(cache, "cache_allocators", None)
-    if allocators is not None:  # >= 5.2x
-        for allocator in allocators.values():
-            holders.update(rid for rid, blocks in allocator.block_table.items() if blocks)
-        cached = sum(len(allocator.ledger.cached_blocks) for allocator in allocators.values())
-        free = round(cache.compute_free_capacity(relative=True) * cache.num_blocks)
-    else:  # 5.17: "initialised" blocks are unreferenced blocks kept for prefix sharing
-        for group in cache.group_cache_managers:
-            holders.update(rid for rid, blocks in group.block_table.items() if blocks)
-        cached = len(cache._block_manager._init_block_ids)
-        free = cache.get_num_free_blocks() - cached
-    return {
-        "blocks_total": int(cache.num_blocks),
-        "blocks_free": int(free),
-        "blocks_cached": int(cached),
-        "requests_holding_blocks": len(holders),
-    }
-
-
-def _cache_stats(manager: Any) -> dict[str, int]:
-    cache = manager.batch_processor.cache
-    if hasattr(manager, "pause"):  # >= 5.2x: read between two steps
-        with manager.pause():
-            return _read_cache_stats(cache)
-    for _ in range(100):  # 5.17 cannot pause its loop: retry a read that raced with it
-        try:
-            return _read_cache_stats(cache)
-        except RuntimeError:
-            time.sleep(0.001)
-    return _read_cache_stats(cache)
-
-
 def _resolve_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -740,6 +492,8 @@ def _resolve_device(name: str) -> torch.device:
 
 
 def _resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    import torch
+
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
