@@ -12,21 +12,23 @@ that disconnects, or a request's ``time_limit_s``, stops that request's samples.
 """
 
 
+import dataclasses
 import json
 import time
+import typing
 import uuid
 from typing import Any
 
 import ray
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from ray import serve
 
 from raysolve.core.scheduling import SolveOptions
 from raysolve.runtime.config import SolverConfig
 from raysolve.io.problems import MAX_PROBLEM_CHARS, Problem
-from raysolve.core.records import ProblemResult
+from raysolve.core.records import ProblemResult, SampleRecord
 from raysolve.runtime.solver import Solver
 from raysolve.core.voting import parse_policy
 
@@ -74,15 +76,26 @@ class SolveRequest(BaseModel):
         )
 
 
-class SampleSummary(BaseModel):
-    sample_idx: int
-    answer: str | None
-    finish_reason: str
-    cancelled: bool
-    generated_tokens: int
-    tool_output_tokens: int
-    code_calls: int
-    wall_s: float
+SAMPLE_FIELDS = (
+    "sample_idx", "answer", "finish_reason", "cancelled", "generated_tokens", "tool_output_tokens", "code_calls", "wall_s",
+)
+"""The ``SampleRecord`` fields a response lists per sample (``keep_samples``)."""
+
+
+def _sample_summary_model() -> type[BaseModel]:
+    """``SampleSummary``: the ``SAMPLE_FIELDS`` of ``SampleRecord``, with the record's own types,
+    so the HTTP schema cannot drift from the record: a retyped field changes both, a renamed or
+    removed one fails here at import. The schema (field order, required, nullable) is what the
+    hand-written model had."""
+    hints = typing.get_type_hints(SampleRecord)
+    records = {f.name for f in dataclasses.fields(SampleRecord)}
+    missing = [name for name in SAMPLE_FIELDS if name not in records]
+    if missing:
+        raise TypeError(f"SampleRecord has no field(s) {missing}: update SAMPLE_FIELDS")
+    return create_model("SampleSummary", **{name: (hints[name], ...) for name in SAMPLE_FIELDS})  # type: ignore[call-overload]
+
+
+SampleSummary = _sample_summary_model()
 
 
 class SolveResponse(BaseModel):
@@ -104,9 +117,7 @@ class SolveResponse(BaseModel):
 
 def to_response(request_id: str, result: ProblemResult, started: float, keep_samples: bool) -> dict[str, Any]:
     total = time.monotonic() - started
-    samples = [
-        {k: getattr(s, k) for k in SampleSummary.model_fields} for s in sorted(result.samples, key=lambda s: s.sample_idx)
-    ]
+    samples = [{k: getattr(s, k) for k in SAMPLE_FIELDS} for s in sorted(result.samples, key=lambda s: s.sample_idx)]
     return {
         "id": request_id,
         "answer": result.answer,

@@ -6,6 +6,12 @@ from sandbox_helpers import LoopThread
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray starts its workers (every actor: engines, coordinator, sandbox pool) at nice 15. Beside any
+# process at normal priority that keeps the cores busy (another test run, a build, CPU burners)
+# they then get a few percent of a core, and a test of the tiny model runs 20x slower instead of
+# 2x. At nice 0 a busy host only shares the CPU fairly. Subprocesses that start their own Ray
+# (`raysolve aimo`, `ray start --head`) inherit this.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 @pytest.fixture(scope="session")

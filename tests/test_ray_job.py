@@ -1,6 +1,14 @@
 """`ray job submit` of jobs/solve_dataset.py against a real Ray head (`ray start --head`
-on loopback), with the tiny default engine: outputs and errors file, then a job stopped
-midway and resubmitted, which must finish without duplicating or losing problems."""
+on loopback): outputs and errors file, then a job stopped midway and resubmitted, which
+must finish without duplicating or losing problems.
+
+The jobs run the scripted TEST engine (``--config``): the model is not what these tests
+are about, and its sample lengths, taken from the problem texts, make the stop point
+deterministic. The stopped job's quick problems finish at once and its slow ones could not
+finish within minutes; the test stops it once exactly the quick ones are on disk (an
+observed event, not a delay). The resubmitted job runs the engine fast, so the slow ones
+finish too.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +26,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
+
+from raysolve.engines.testing.scripted import directive_problem
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -61,7 +72,7 @@ def head(tmp_path_factory):
         except httpx.HTTPError:
             pass
         assert proc.poll() is None, open(log.name).read()[-2000:]
-        time.sleep(1)
+        time.sleep(0.2)
     else:
         pytest.fail("the Ray head did not come up")
     yield address, env
@@ -97,20 +108,37 @@ def _submit(head, *job_args: str, wait: bool = True, submission_id: str | None =
         proc = _ray(head, "submit", *flags, "--", sys.executable, "jobs/solve_dataset.py", *job_args, check=False)
         if proc.returncode == 0 or "No available agent" not in proc.stdout + proc.stderr or time.monotonic() > deadline:
             break
-        time.sleep(2)
+        time.sleep(0.5)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
-def _dataset(path: Path, count: int, bad: bool) -> int:
-    rows = [json.loads(line) for line in (ROOT / "examples/problems.jsonl").read_text().splitlines()][:count]
+SLOW_TOKENS = 40_000
+"""Filler of a slow problem's samples: 200 s at the stopped job's 200 tokens/s."""
+
+
+def _config(path: Path, tokens_per_s: float) -> Path:
+    """A SolverConfig YAML for the scripted TEST engine at ``tokens_per_s``."""
+    engine = {"backend": "scripted", "num_cpus": 0.5,
+              "options": {"tokens_per_s": tokens_per_s, "tokens_per_delta": max(8, int(tokens_per_s // 1000))}}
+    path.write_text(yaml.safe_dump({"engine": engine, "budget": {"max_tokens": 2 * SLOW_TOKENS}}))
+    return path
+
+
+def _dataset(path: Path, quick: int, slow: int = 0, bad: bool = False) -> list[str]:
+    """``quick`` problems whose samples answer after 20 tokens, then ``slow`` ones whose samples
+    need ``SLOW_TOKENS``; with ``bad``, three malformed rows after the second. Returns the ids."""
+    rows = [{"id": f"q{i}", "problem": directive_problem([str(i)], [20], code=False), "answer": str(i)}
+            for i in range(quick)]
+    rows += [{"id": f"s{i}", "problem": directive_problem([str(i)], [SLOW_TOKENS], code=False), "answer": str(i)}
+             for i in range(slow)]
     lines = []
     for i, row in enumerate(rows):
         lines.append(json.dumps(row))
         if bad and i == 1:
             lines += ['{"id": "empty", "problem": "  "}', '{"id": 7, "problem": ["not", "text"]}', "{broken json"]
     path.write_text("\n".join(lines) + "\n")
-    return len(rows)
+    return [r["id"] for r in rows]
 
 
 def _problem_ids(out: Path) -> list[str]:
@@ -129,11 +157,13 @@ def _problem_ids(out: Path) -> list[str]:
 
 def test_dataset_job_outputs_errors_and_summary(head, tmp_path) -> None:
     data, out = tmp_path / "problems.jsonl", tmp_path / "out"
-    valid = _dataset(data, 5, bad=True)
-    job = _submit(head, str(data), "--out", str(out), "--samples", "4", "--shard-rows", "2", "--log-every", "1")
+    ids = _dataset(data, 5, bad=True)
+    valid = len(ids)
+    config = _config(tmp_path / "scripted.yaml", tokens_per_s=2000)
+    job = _submit(head, str(data), "--out", str(out), "--config", str(config), "--samples", "4",
+                  "--shard-rows", "2", "--log-every", "1")
     assert "progress: 5/5 problems (100.0%)" in job.stdout and "ETA" in job.stdout
-    assert sorted(_problem_ids(out)) == sorted(json.loads(line)["id"] for line in data.read_text().splitlines()
-                                                if line.startswith('{"id": "') and '"problem": "  "' not in line)[:valid]
+    assert sorted(_problem_ids(out)) == sorted(ids)
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
     assert [(e["row"], e["reason"].split(" (")[0]) for e in errors] == [
         (3, "empty problem text"), (4, "problem text must be a string, got list"),
@@ -141,26 +171,36 @@ def test_dataset_job_outputs_errors_and_summary(head, tmp_path) -> None:
     ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["problems"] == valid and summary["skipped_rows"] == 3
+    assert summary["correct"] == valid  # each scripted problem answers its own gold answer
     assert len(list((out / "problems").glob("part-*.parquet"))) == 3  # 2 + 2 + 1
 
 
 def test_stopped_job_resumes_without_duplicates_or_losses(head, tmp_path) -> None:
     data, out = tmp_path / "problems.jsonl", tmp_path / "out"
-    count = _dataset(data, 20, bad=False)
-    args = [str(data), "--out", str(out), "--samples", "8", "--policy", "full", "--pool", "2", "--shard-rows", "3"]
-    _submit(head, *args, wait=False, submission_id=f"raysolve-stop-{os.getpid()}")
-    deadline = time.monotonic() + 240
-    while len(_problem_ids(out)) < 5 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert len(_problem_ids(out)) >= 5, "the first job made no progress"
-    _ray(head, "stop", f"raysolve-stop-{os.getpid()}", timeout=120)  # waits until it stopped
+    quick, slow = 4, 5
+    every = _dataset(data, quick, slow)
+    count = len(every)
+    args = [str(data), "--out", str(out), "--samples", "4", "--policy", "full", "--pool", "2", "--shard-rows", "3"]
+    job_id = f"raysolve-stop-{os.getpid()}"
+    _submit(head, *args, "--config", str(_config(tmp_path / "slow.yaml", tokens_per_s=200)),
+            wait=False, submission_id=job_id)
+    deadline = time.monotonic() + 300  # only a hang ends the wait this way
+    polls = 0
+    while len(_problem_ids(out)) < quick:  # the quick problems are done; the slow ones cannot be
+        assert time.monotonic() < deadline, "the first job did not finish its quick problems"
+        polls += 1
+        if polls % 50 == 0:  # now and then: a failed job fails the test at once (the CLI is not cheap)
+            status = _ray(head, "status", job_id, check=False)
+            assert "FAILED" not in status.stdout + status.stderr, status.stdout[-2000:]
+        time.sleep(0.1)
+    _ray(head, "stop", job_id, timeout=120)  # waits until it stopped
     done_before = _problem_ids(out)
-    assert len(done_before) < count and len(set(done_before)) == len(done_before)
+    assert sorted(done_before) == [f"q{i}" for i in range(quick)], done_before  # stopped midway, nothing twice
 
-    job = _submit(head, *args)
+    job = _submit(head, *args, "--config", str(_config(tmp_path / "fast.yaml", tokens_per_s=10_000_000)))
     assert f"{len(done_before)} problems done earlier" in job.stdout
     ids = _problem_ids(out)
-    assert sorted(ids) == sorted(json.loads(line)["id"] for line in data.read_text().splitlines())  # each exactly once
+    assert sorted(ids) == sorted(every)  # each exactly once
     import pyarrow.parquet as pq
 
     samples = pq.read_table(out / "samples").to_pylist()

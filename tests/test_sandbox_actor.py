@@ -1,12 +1,17 @@
-"""SandboxPool actor + RemoteSandbox adapter on a local Ray instance."""
+"""SandboxPool actor + RemoteSandbox adapter on a local Ray instance.
+
+Nothing here waits for a fixed time: "running side by side" is the pool's own count of
+runs executing at once, a cancel or restart happens once the actor reports the state
+it needs (a run executing, the actor serving again).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import pytest
+from sandbox_helpers import PATIENCE_S
 
 ray = pytest.importorskip("ray")
 
@@ -24,22 +29,50 @@ def pool(ray_local):
     ray.kill(handle, no_restart=True)
 
 
+async def _running(pool, count: int) -> dict:
+    """Return the pool's stats once ``count`` runs execute at the same time."""
+    stats: dict = {}
+
+    async def poll() -> bool:
+        stats.update(await pool.stats.remote())
+        return stats["running"] >= count
+
+    deadline = asyncio.get_running_loop().time() + PATIENCE_S
+    while not await poll():
+        assert asyncio.get_running_loop().time() < deadline, f"never {count} runs at once: {stats}"
+        await asyncio.sleep(0.01)
+    return stats
+
+
 def test_remote_state_and_parallel_sessions(pool) -> None:
     sandbox = RemoteSandbox(pool)
     assert isinstance(sandbox, Sandbox)
 
-    async def go() -> tuple[list[str], float]:
+    async def go() -> tuple[list[str], dict]:
         sids = [await sandbox.open_session() for _ in range(3)]
         await asyncio.gather(*(sandbox.run(s, f"import time\nv = {i} * 10") for i, s in enumerate(sids)))
-        started = time.monotonic()
-        sleepy = await asyncio.gather(*(sandbox.run(s, "time.sleep(0.8)\nprint(v)") for s in sids))
-        elapsed = time.monotonic() - started
-        await asyncio.gather(*(sandbox.close(s) for s in sids))
-        return [r.stdout for r in sleepy], elapsed
+        # Three runs that only end when their session is closed: the pool must be seen running
+        # all three at once (side by side, not one after another), whatever the host's speed.
+        blocked = [asyncio.ensure_future(sandbox.run(s, "time.sleep(3600)", timeout_s=3600)) for s in sids]
+        stats = await _running(pool, 3)
+        outputs = []
+        for s, task in zip(sids, blocked):
+            await sandbox.close(s)  # kills the worker: the run ends as "killed"
+            outputs.append((await task).status)
+        return outputs, stats
 
-    outputs, elapsed = asyncio.run(go())
-    assert outputs == ["0\n", "10\n", "20\n"]
-    assert elapsed < 2.2  # the three sessions ran side by side, not one after another
+    statuses, stats = asyncio.run(go())
+    assert stats["running"] == 3 and stats["max_workers"] == 3, stats
+    assert statuses == ["killed"] * 3
+
+    async def state() -> list[str]:
+        sids = [await sandbox.open_session() for _ in range(3)]
+        await asyncio.gather(*(sandbox.run(s, f"v = {i} * 10") for i, s in enumerate(sids)))
+        results = await asyncio.gather(*(sandbox.run(s, "print(v)") for s in sids))
+        await asyncio.gather(*(sandbox.close(s) for s in sids))
+        return [r.stdout for r in results]
+
+    assert asyncio.run(state()) == ["0\n", "10\n", "20\n"]  # each session kept its own state
 
 
 def test_remote_errors_timeouts_and_cancellation(pool) -> None:
@@ -50,8 +83,8 @@ def test_remote_errors_timeouts_and_cancellation(pool) -> None:
         results = [await sandbox.run(sid, "import os")]
         results.append(await sandbox.run(sid, "answer = 6 * 7"))
         results.append(await sandbox.run(sid, "while True:\n    pass", timeout_s=1.0))
-        task = asyncio.ensure_future(sandbox.run(sid, "while True:\n    pass", timeout_s=30))
-        await asyncio.sleep(1.0)
+        task = asyncio.ensure_future(sandbox.run(sid, "while True:\n    pass", timeout_s=3600))
+        await _running(pool, 1)  # the actor is executing it: the cancel lands mid-run
         task.cancel()
         try:
             await task
@@ -97,8 +130,19 @@ def test_actor_crash_is_survived(ray_local) -> None:
     async def go():
         sid = await sandbox.open_session()
         before = await sandbox.run(sid, "x = 5\nprint(x)")
+        old_pid = await handle.pid.remote()
         ray.kill(handle, no_restart=False)  # hard crash; Ray restarts the actor
-        await asyncio.sleep(0.5)
+
+        async def restarted() -> bool:
+            try:
+                return await handle.pid.remote() != old_pid
+            except ray.exceptions.RayError:  # between death and restart
+                return False
+
+        deadline = asyncio.get_running_loop().time() + PATIENCE_S
+        while not await restarted():  # a new actor process serves the handle
+            assert asyncio.get_running_loop().time() < deadline, "the actor was not restarted"
+            await asyncio.sleep(0.01)
         after = await sandbox.run(sid, "print('alive')")
         return before, after
 

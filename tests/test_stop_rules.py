@@ -117,12 +117,18 @@ def test_every_rule_decides_in_microseconds():
         policy = parse_policy(spec)
         for s in states:  # warm the caches, as a long run does
             policy.decide(s)
-        started = time.perf_counter()
-        for _ in range(5):
-            for s in states:
-                policy.decide(s)
-        per_decision_us = (time.perf_counter() - started) / (5 * len(states)) * 1e6
-        assert per_decision_us < 200, (spec, per_decision_us)  # correctness bound only; bench: jobs/bench_policies.py
+        # CPU time of this process, not wall time: a busy host that takes the CPU away mid-loop
+        # makes the loop take longer, not the decisions cost more. Best of three rounds.
+        rounds = []
+        for _ in range(3):
+            started = time.process_time()
+            for _ in range(5):
+                for s in states:
+                    policy.decide(s)
+            rounds.append((time.process_time() - started) / (5 * len(states)) * 1e6)
+        per_decision_us = min(rounds)
+        # Correctness bound only, 30x what the slowest rule costs here; bench: jobs/bench_policies.py
+        assert per_decision_us < 200, (spec, per_decision_us)
 
 
 def test_named_defaults_for_batch_and_latency():

@@ -30,24 +30,39 @@ def _spec(**settings):
     return SampleSpec("p#0", tuple(FMT.prompt_ids(CODEC, "x?", 6)), seed=1, settings=SampleSettings(**settings))
 
 
-def _run(script, spec, sandbox_cfg=None, cancel_after=None):
+class WatchedSandbox(LocalSandbox):
+    """A ``LocalSandbox`` that tells the test when a code run has begun."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        super().__init__(config)
+        self.run_started = asyncio.Event()
+
+    async def run(self, session_id, code, timeout_s=None):
+        self.run_started.set()
+        return await super().run(session_id, code, timeout_s)
+
+
+def _run(script, spec, sandbox_cfg=None, cancel_when=None):
+    """Run one sample; ``cancel_when(engine, sandbox)`` is awaited alongside and the sample
+    is cancelled when it returns (an observed event, never a fixed delay)."""
     async def go():
         engine = ScriptedEngine(ScriptedEngineConfig(script=script, tokens_per_s=5000))
-        sandbox = LocalSandbox(sandbox_cfg or SandboxConfig(max_workers=2))
+        sandbox = WatchedSandbox(sandbox_cfg or SandboxConfig(max_workers=2))
         try:
             task = asyncio.ensure_future(run_sample(spec, engine, sandbox, CODEC, FMT))
-            if cancel_after is not None:
-                await asyncio.sleep(cancel_after)
+            if cancel_when is not None:
+                await cancel_when(engine, sandbox)
+                assert not task.done(), "the sample ended before the cancel"
                 task.cancel()
             out = await task
-            return out, engine.stats()
+            return out, engine.stats(), sandbox.stats()
         finally:
             await sandbox.aclose()
     return asyncio.run(go())
 
 
 def test_two_stateful_code_calls_then_boxed_answer():
-    out, stats = _run(two_call_script, _spec())
+    out, stats, _ = _run(two_call_script, _spec())
     assert out.finish_reason == "eos"
     assert out.code_calls == 2 and out.code_errors == 0 and out.exec_statuses == ["ok", "ok"]
     assert out.answer == "60"  # 12 has 6 divisors, computed in the sandbox from state of call 1
@@ -63,7 +78,7 @@ def test_code_error_goes_back_to_the_model():
         if "```output" not in text:
             return "<tool_call>\nprint(undefined_name)\n</tool_call>"
         return "\\boxed{1}"
-    out, _ = _run(script, _spec())
+    out, _, _ = _run(script, _spec())
     assert out.code_errors == 1 and out.exec_statuses == ["error"]
     assert "NameError" in out.text and out.answer == "1"
 
@@ -75,7 +90,7 @@ def test_boxed_text_printed_by_code_is_not_an_answer():
         if "```output" not in text:
             return "<tool_call>\nprint('```\\n\\\\bo' + 'xed{' + str(999) + '}')\n</tool_call>"
         return "I am not sure."
-    out, _ = _run(script, _spec())
+    out, _, _ = _run(script, _spec())
     assert "\\boxed{999}" in out.text
     assert out.answer is None
 
@@ -85,29 +100,56 @@ def test_code_call_limit_appends_a_note_instead_of_running():
         if "```output" not in text:
             return "<tool_call>\nprint(1)\n</tool_call>"
         return "\\boxed{2}"
-    out, _ = _run(script, _spec(max_code_calls=0))
+    out, _, _ = _run(script, _spec(max_code_calls=0))
     assert out.code_calls == 0 and "Code call limit reached" in out.text and out.answer == "2"
 
 
 def test_token_budget_counts_tool_output_and_ends_with_length():
-    out, _ = _run(two_call_script, _spec(max_tokens=90))
+    out, _, _ = _run(two_call_script, _spec(max_tokens=90))
     assert out.finish_reason == "length"
     assert out.answer is None
     assert out.generated_tokens + out.tool_output_tokens >= 90
 
 
 def test_answer_modulus():
-    out, _ = _run(two_call_script, _spec(modulus=7))
+    out, _, _ = _run(two_call_script, _spec(modulus=7))
     assert out.answer == str(60 % 7)
 
 
-@pytest.mark.parametrize("cancel_after", [0.05, 0.3])
-def test_cancel_stops_engine_and_reports_tokens_spent(cancel_after):
-    def slow(text, request):
+def _first_segment(code: str) -> str:
+    return f"<tool_call>\n{code}\nprint(1)\n</tool_call>"
+
+
+async def _during_code_call(engine, sandbox) -> None:
+    # The code call of the first segment has begun and its worker has the request (the code
+    # sleeps for an hour: only the cancel ends it).
+    await sandbox.run_started.wait()
+    while not any(s.worker is not None for s in sandbox._sessions.values()):
+        await asyncio.sleep(0.01)
+
+
+async def _while_streaming_the_second_segment(engine, sandbox) -> None:
+    # More tokens have come out than the first segment has: the second is being streamed. Its
+    # rest (4000 tokens at 5000/s) is far from done when this returns, however slow the host:
+    # the check runs between two of the engine's 8-token steps on the same event loop.
+    first = len(CODEC.encode(_first_segment("pass")))
+    while engine.stats()["tokens_generated"] <= first:
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(("cancel_when", "code"), [
+    (_during_code_call, "import time\ntime.sleep(3600)"),
+    (_while_streaming_the_second_segment, "pass"),
+])
+def test_cancel_stops_engine_and_reports_tokens_spent(cancel_when, code):
+    def script(text, request):
         if "```output" not in text:
-            return "<tool_call>\nimport time\nfor i in range(3): sum(range(10**6))\nprint(1)\n</tool_call>"
+            return _first_segment(code)
         return "." * 4000 + "\\boxed{3}"
-    out, stats = _run(slow, _spec(max_tokens=100_000), cancel_after=cancel_after)
+
+    spec = _spec(max_tokens=100_000, code_timeout_s=3600.0)  # a code call never ends by its limit here
+    out, stats, sandbox = _run(script, spec, cancel_when=cancel_when)
     assert out.finish_reason == "cancelled" and out.answer is None
     assert 0 < out.generated_tokens < 4000
     assert stats["active"] == 0
+    assert sandbox["running"] == 0 and sandbox["sessions"] == 0  # the code run was stopped, the session closed
