@@ -59,6 +59,29 @@ class SandboxConfig:
     int_max_str_digits: int = 100_000
     """Digits allowed in int<->str conversion (Python's default is 4300)."""
 
+    session_cpu_s: int = 600
+    """Hard CPU-time limit of a worker, all its runs together (each run also has its own
+    ``cpu_limit``); a session past it is killed and replays its cells in a new worker."""
+
+    landlock: bool = True
+    """Confine each worker with Landlock where the kernel has it: read-only access to the
+    libraries, no other file, no signals or abstract sockets outside the worker."""
+
+    seccomp: bool = True
+    """Install the seccomp filter in each worker (``raysolve.sandbox.seccomp``)."""
+
+    require_full_isolation: bool = False
+    """Refuse to run code when any OS layer is missing (see ``LocalSandbox.isolation``):
+    the setting for serving untrusted input. Off, a missing layer is a warning, once."""
+
+    idle_memory_mb: float = 400.0
+    """A worker holding more memory of its own than this after a run is stopped; its session's
+    state is replayed in a new worker when it runs again."""
+
+    unrestricted_for_tests: bool = False
+    """TESTS ONLY: workers accept plain, unfiltered Python (``op: unrestricted``), the way code
+    that escaped the language filter runs, so tests can check that the OS layer holds."""
+
     def worker_options(self) -> dict[str, Any]:
         """The part of the config the worker process needs."""
         return {
@@ -68,6 +91,10 @@ class SandboxConfig:
             "stack_mb": self.stack_mb,
             "int_max_str_digits": self.int_max_str_digits,
             "drop_root": self.drop_root,
+            "session_cpu_s": self.session_cpu_s,
+            "landlock": self.landlock,
+            "seccomp": self.seccomp,
+            "unrestricted_for_tests": self.unrestricted_for_tests,
         }
 
     def cpu_limit(self, timeout_s: float) -> float:

@@ -4,8 +4,9 @@
 session, in a fresh network namespace where ``unshare`` is allowed, with a
 minimal environment and an empty temp dir as cwd (unlinked once it is up), and
 asks it for workers. ``WorkerProcess`` is the handle of one forked worker: it
-speaks the JSON-lines protocol over the worker's socket and has its process group
-SIGKILLed on a deadline or cancel.
+speaks the framed protocol of ``worker.py`` over the worker's socket, kills a worker
+whose reply is not one well-formed frame answering the request's id and nonce, and has
+its process group SIGKILLed on a deadline or cancel.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -39,6 +41,20 @@ class WorkerDied(Exception):
 
 class WorkerTimeout(Exception):
     """No answer before the deadline; the worker has been killed."""
+
+
+def parse_frame(line: bytes) -> dict[str, Any]:
+    """``<length> <json>\n`` from a worker; ``ValueError`` for anything else."""
+    head, sep, rest = line.partition(b" ")
+    if not sep or not head.isdigit() or not rest.endswith(b"\n"):
+        raise ValueError("not a frame")
+    body = rest[:-1]
+    if len(body) != int(head):
+        raise ValueError(f"frame length {int(head)} but {len(body)} bytes")
+    message = json.loads(body)
+    if not isinstance(message, dict):
+        raise ValueError("frame is not a JSON object")
+    return message
 
 
 def worker_pythonpath(parent: str | None = None) -> str:
@@ -167,6 +183,8 @@ class ForkServerProcess:
         self._exits: dict[int, asyncio.Future[int | None]] = {}  # workers not reaped yet
         self._ready: asyncio.Future[None] = self._loop.create_future()
         self._dead = False
+        self.network_isolated = False
+        """Started in a network namespace of its own (no interface but loopback)."""
         self.pid = proc.pid
         control.setblocking(False)
         self._loop.add_reader(control.fileno(), self._on_message)
@@ -176,8 +194,9 @@ class ForkServerProcess:
         """Start the fork server; returns once it has loaded and warmed up."""
         workdir = tempfile.mkdtemp(prefix="raysolve-sbx-")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        prefix = await network_prefix(config.isolate_network)
         command = [
-            *await network_prefix(config.isolate_network),
+            *prefix,
             config.python or sys.executable, "-P", "-s", "-B", "-m", "raysolve.sandbox.zygote",
             json.dumps(config.worker_options()), str(theirs.fileno()),
         ]
@@ -199,6 +218,7 @@ class ForkServerProcess:
         finally:
             theirs.close()
         server = cls(proc, ours, workdir)
+        server.network_isolated = bool(prefix)
         try:
             done, _ = await asyncio.wait(
                 [server._ready, asyncio.ensure_future(proc.wait())],
@@ -262,11 +282,16 @@ class ForkServerProcess:
             reason = describe_exit(await worker.exit_code(2.0))
             worker.kill()
             raise WorkerDied(f"worker failed to start ({reason})")
-        message = json.loads(line)
+        try:
+            message = parse_frame(line)
+        except ValueError:
+            message = {}
         if message.get("op") != "ready":
             worker.kill()
             raise WorkerDied(f"unexpected first message from worker: {line[:200]!r}")
         worker.uid = message.get("uid")
+        worker.layers = dict(message.get("layers") or {})
+        worker.cpu_s = float(message.get("cpu_s") or 0.0)
         return worker
 
     def kill_worker(self, pid: int) -> None:
@@ -350,6 +375,12 @@ class WorkerProcess:
     ) -> None:
         self.pid = pid
         self.uid: int | None = None
+        self.layers: dict[str, Any] = {}
+        """The OS layers the worker reported in force (``worker.lock_down``)."""
+        self.cpu_s = 0.0
+        """CPU seconds the worker had used at its last reply."""
+        self.uss_mb: float | None = None
+        """Memory only this worker holds, at its last reply."""
         self._reader = reader
         self._writer = writer
         self._server = server
@@ -365,13 +396,14 @@ class WorkerProcess:
         """Send one request and wait for its answer.
 
         Raises ``WorkerTimeout`` (worker killed) after ``timeout`` seconds and
-        ``WorkerDied`` if the worker exits; on cancellation the worker is killed
-        and ``CancelledError`` propagates.
+        ``WorkerDied`` if the worker exits or breaks the protocol; on cancellation the
+        worker is killed and ``CancelledError`` propagates.
         """
         if not self.alive:
             raise WorkerDied(describe_exit(self._exit.result() if self._exit.done() else None))
         self._next_id += 1
-        payload = dict(message, id=self._next_id)
+        nonce = secrets.token_hex(8)
+        payload = dict(message, id=self._next_id, nonce=nonce)
         try:
             self._writer.write((json.dumps(payload) + "\n").encode("utf-8"))
             await self._writer.drain()
@@ -391,7 +423,16 @@ class WorkerProcess:
             reason = describe_exit(await self.exit_code(2.0))
             self.kill()
             raise WorkerDied(reason)
-        return json.loads(line)
+        try:
+            response = parse_frame(line)
+        except ValueError as exc:
+            response = {"_invalid": str(exc)}
+        if response.get("id") != payload["id"] or response.get("nonce") != nonce:
+            self.kill()  # a forged, stale or malformed reply: nothing this worker says can be trusted
+            raise WorkerDied("the sandbox worker broke the reply protocol")
+        self.cpu_s = float(response.get("cpu_s") or self.cpu_s)
+        self.uss_mb = response.get("uss_mb")
+        return response
 
     async def exit_code(self, timeout: float) -> int | None:
         """The worker's return code once the fork server has reaped it (None if unknown)."""

@@ -29,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -78,6 +80,9 @@ class LocalSandbox:
         self._server_starts = 0
         self._busy = 0
         self._closed = False
+        self.memory_recycled = 0
+        """Workers stopped after a run because they held more than ``idle_memory_mb``."""
+        self._isolation_checked = False
 
     # ------------------------------------------------------------ protocol
 
@@ -170,6 +175,7 @@ class LocalSandbox:
             "max_workers": max(1, self.config.max_workers),
             "fork_server_starts": self._server_starts,
             "fork_server_pid": self.fork_server_pid or 0,
+            "memory_recycled": self.memory_recycled,
         }
 
     def worker_pids(self) -> list[int]:
@@ -178,16 +184,40 @@ class LocalSandbox:
         return [w.pid for w in [*workers, *self._warm] if w.alive]
 
     async def isolation(self) -> dict[str, object]:
-        """What the OS enforces on this sandbox's workers (see ``isolation_report``),
-        measured on a throw-away session's worker."""
+        """What the OS enforces on this sandbox's workers, measured on a throw-away session's
+        worker: ``layers`` (each OS layer: True, a version, or why it is not in force),
+        ``complete`` and ``missing`` (see ``missing_layers``), and the ``/proc`` view of its
+        uid, namespace, limits, environment and cwd (``isolation_report``)."""
         sid = await self.open_session()
         try:
             await self.run(sid, "pass")
             worker = self._sessions[sid].worker
-            report = isolation_report(worker.pid) if worker is not None else {"error": "no worker"}
+            report: dict[str, object] = isolation_report(worker.pid) if worker is not None else {"error": "no worker"}
+            if worker is not None:
+                layers = self._layers(worker)
+                missing = missing_layers(layers)
+                report.update({"layers": layers, "complete": not missing, "missing": missing})
         finally:
             await self.close(sid)
         return report
+
+    def _layers(self, worker: WorkerProcess) -> dict[str, object]:
+        return {**worker.layers, "network_namespace": bool(self._server and self._server.network_isolated)}
+
+    def _check_isolation(self, worker: WorkerProcess) -> None:
+        """Once per sandbox: warn when an OS layer is missing, or refuse to run at all with
+        ``require_full_isolation`` (the setting for serving untrusted input)."""
+        missing = missing_layers(self._layers(worker))
+        if not missing:
+            self._isolation_checked = True
+            return
+        text = "; ".join(f"{name}: {why}" for name, why in missing.items())
+        if self.config.require_full_isolation:
+            worker.kill()
+            raise WorkerDied(f"sandbox isolation incomplete and require_full_isolation is set ({text})")
+        if not self._isolation_checked:
+            self._isolation_checked = True
+            logging.getLogger("raysolve.sandbox").warning("sandbox workers run without some OS layers: %s", text)
 
     @property
     def fork_server_pid(self) -> int | None:
@@ -235,6 +265,9 @@ class LocalSandbox:
         status = "ok" if response.get("status") == "ok" else "error"
         if status == "ok" or response.get("phase") == "run":
             session.cells.append(_Cell(code, number, timeout))
+        if worker.uss_mb is not None and worker.uss_mb > self.config.idle_memory_mb:
+            self._drop_worker(session)  # too big to keep idle: its state is replayed when it runs again
+            self.memory_recycled += 1
         stdout, truncated = _cap(str(response.get("stdout", "")), self.config.max_output_chars)
         return ExecResult(
             status,
@@ -278,7 +311,8 @@ class LocalSandbox:
                 assert session.worker is not None
                 limit = min(cell.timeout_s * 1.5 + 0.5, remaining)
                 try:
-                    await session.worker.request(self._run_request(session, cell.code, cell.number, limit, replay=True), limit)
+                    await session.worker.request(self._run_request(session, cell.code, cell.number, limit, replay=True),
+                                                 limit)
                 except WorkerTimeout:
                     problem = "it timed out when re-run"
                 except WorkerDied as exc:
@@ -323,7 +357,10 @@ class LocalSandbox:
 
     async def _fork(self) -> WorkerProcess:
         server = await self._fork_server()
-        return await server.fork(self.config.start_timeout_s)
+        worker = await server.fork(self.config.start_timeout_s)
+        if self.config.require_full_isolation or not self._isolation_checked:
+            self._check_isolation(worker)
+        return worker
 
     async def _fork_server(self) -> ForkServerProcess:
         """The running fork server, (re)started if needed."""
@@ -365,6 +402,24 @@ class LocalSandbox:
         idle = sorted((s for s in live if not s.lock.locked()), key=lambda s: s.last_used)
         for session in idle[:excess]:
             self._drop_worker(session)
+
+
+REQUIRED_LAYERS = ("landlock", "seccomp", "no_new_privs", "not_dumpable", "network_namespace", "dropped_root",
+                   "cpu_limit")
+
+
+def missing_layers(layers: dict[str, object]) -> dict[str, str]:
+    """The OS layers not in force, with why. ``dropped_root`` counts only where the host is
+    root (elsewhere workers already run unprivileged)."""
+    missing: dict[str, str] = {}
+    for name in REQUIRED_LAYERS:
+        value = layers.get(name)
+        if name == "dropped_root" and os.geteuid() != 0:
+            continue
+        if value is True or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            continue
+        missing[name] = str(value) if isinstance(value, str) else "not in force"
+    return missing
 
 
 def _join(notes: list[str], text: str) -> str:
