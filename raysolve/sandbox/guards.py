@@ -1,9 +1,13 @@
 """Guard functions RestrictedPython's compiled code calls (worker side).
 
 ``_getattr_``/``getattr``: no private names, no deny-listed names, no real
-modules in or out, ``str.format`` replaced by a guarded formatter.
-``_write_``: modules and library classes are read-only. ``__metaclass__``
-remembers classes the sandbox defines, whose instances may set attributes.
+modules in or out, ``str.format`` (however it is reached, ``super()`` included)
+replaced by a guarded formatter, metaclasses seen only through ``MetaclassView``
+(no three-argument class creation). ``_write_``: modules, library classes and
+library objects' attributes are read-only (items of containers and arrays stay
+writable). ``_apply_``: no keyword names starting with ``_`` from ``**`` mappings.
+``__metaclass__`` remembers classes the sandbox defines, whose instances may set
+attributes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
-from raysolve.sandbox.modules import StandIn
+from raysolve.sandbox.modules import StandIn, view_of_metaclass
 
 # Attributes refused at run time (the compiler refuses literal ``_x`` and the
 # inspect names; ``getattr(obj, name)`` and ``str.format`` come through here).
@@ -114,7 +118,11 @@ def guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:
         return default
     if _is_foreign_module(value):
         raise AttributeError(f"'{name}' is a module that is not available in the sandbox")
-    return value
+    if name in ("format", "format_map") and isinstance(getattr(value, "__self__", None), str):
+        # str.format bound to a str subclass instance, e.g. through super(): its field syntax
+        # walks attributes unguarded, so it gets the guarded formatter on the same text
+        return _safe_format_method(str.__str__(value.__self__), name)
+    return view_of_metaclass(value)
 
 
 def _may_reinit(obj: Any) -> bool:
@@ -148,7 +156,7 @@ def guarded_getitem(obj: Any, index: Any) -> Any:
     value = obj[index]
     if _is_foreign_module(value):
         raise TypeError("modules are not available in the sandbox")
-    return value
+    return view_of_metaclass(value)
 
 
 SANDBOX_CLASSES: set[type] = set()
@@ -196,17 +204,44 @@ class _ReadOnly:
         raise TypeError(f"{self._describe()} does not support item deletion in the sandbox")
 
 
+_LIBRARY_WRITABLE = {
+    ("numpy", "ndarray"): frozenset({"shape"}),
+    ("decimal", "Context"): frozenset({"prec", "rounding", "Emin", "Emax", "capitals", "clamp"}),
+    ("mpmath.ctx_mp", "MPContext"): frozenset({"dps", "prec", "pretty"}),
+}
+"""Attributes of library objects a cell may set: reshaping an array in place, the precision
+of ``decimal``/``mpmath``. Any other attribute of a library object is read-only: SymPy's
+printers put ``str()`` of attributes such as ``Integer.p`` or ``Symbol.name`` into source
+they compile outside the guards."""
+
+
+def _may_set(target: Any, name: str) -> bool:
+    kind = type(target)
+    if kind in SANDBOX_CLASSES or kind is types.SimpleNamespace:
+        return True
+    return name in _LIBRARY_WRITABLE.get((kind.__module__, kind.__name__), ())
+
+
 class _Writable:
+    """A library object as ``_write_`` hands it out: items writable, attributes read-only."""
+
     __slots__ = ("_target",)
 
     def __init__(self, target: Any) -> None:
         object.__setattr__(self, "_target", target)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(object.__getattribute__(self, "_target"), name, value)
+        target = object.__getattribute__(self, "_target")
+        if not _may_set(target, name):
+            raise AttributeError(f"cannot set attribute '{name}' of a {type(target).__name__} object in the sandbox"
+                                 " (library objects are read-only; make a new one instead)")
+        setattr(target, name, value)
 
     def __delattr__(self, name: str) -> None:
-        delattr(object.__getattribute__(self, "_target"), name)
+        target = object.__getattribute__(self, "_target")
+        if not _may_set(target, name):
+            raise AttributeError(f"cannot delete attribute '{name}' of a {type(target).__name__} object in the sandbox")
+        delattr(target, name)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         object.__getattribute__(self, "_target")[key] = value
@@ -261,9 +296,15 @@ def inplace_attr(obj: Any, name: str, op: str, value: Any) -> None:
 
 
 def guarded_apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``_apply_``, for calls with ``*``/``**``: keyword names from a mapping are checked like
+    literal ones (library constructors copy them into class dicts, e.g. SymPy's ``Function``)."""
+    for key in kwargs:
+        if key.startswith("_"):
+            raise TypeError(f"keyword argument '{key}' is not allowed in the sandbox (names starting with '_' are private)")
     return func(*args, **kwargs)
 
 
-def guarded_type(obj: Any, /) -> type:
-    """One-argument ``type`` only: creating classes goes through ``class``."""
-    return type(obj)
+def guarded_type(obj: Any, /) -> Any:
+    """One-argument ``type`` only: creating classes goes through ``class``; the type of a class
+    is shown as a ``MetaclassView``."""
+    return view_of_metaclass(type(obj))

@@ -158,6 +158,45 @@ DEFAULT_RULES: dict[str, ModuleRule] = {
 }
 
 
+class MetaclassView:
+    """What a cell gets instead of a metaclass (``type``, SymPy's ``FunctionClass``, ``ABCMeta``):
+    its name and its one-argument use, never the metaclass itself, whose three-argument call
+    builds a class with any dunder in its namespace (and from there, with numpy's array
+    protocol, raw memory access). Equal to the metaclass it stands for."""
+
+    __slots__ = ("_meta",)
+
+    def __init__(self, meta: type) -> None:
+        object.__setattr__(self, "_meta", meta)
+
+    def __call__(self, obj: object, /) -> object:
+        return view_of_metaclass(type(obj))
+
+    def __eq__(self, other: object) -> bool:
+        meta = object.__getattribute__(self, "_meta")
+        return other is meta or (type(other) is MetaclassView and object.__getattribute__(other, "_meta") is meta)
+
+    def __hash__(self) -> int:
+        return hash(object.__getattribute__(self, "_meta"))
+
+    def __repr__(self) -> str:
+        return repr(object.__getattribute__(self, "_meta"))
+
+    @property
+    def __name__(self) -> str:  # type: ignore[override]
+        return object.__getattribute__(self, "_meta").__name__
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("metaclasses are read-only in the sandbox")
+
+
+def view_of_metaclass(value: object) -> object:
+    """``value``, or a ``MetaclassView`` of it when it is a metaclass."""
+    if isinstance(value, type) and issubclass(value, type):
+        return MetaclassView(value)
+    return value
+
+
 class StandIn(types.ModuleType):
     """A module object that holds copies of allowed names only.
 
@@ -265,7 +304,7 @@ class ModuleRegistry:
             if isinstance(value, types.ModuleType) or id(value) in self._denied:
                 hidden.add(attr)
                 continue
-            kept[attr] = value
+            kept[attr] = view_of_metaclass(value)
         for attr, child in children.items():
             # `sympy.simplify` is the function, not the submodule: keep what the
             # package itself binds unless that is the module.
