@@ -92,12 +92,22 @@ def _safe_unbound_format(name: str) -> Callable[..., str]:
 _MISSING = object()
 
 
+_NAMEDTUPLE_API = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
+
+
+def _is_namedtuple(obj: Any) -> bool:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return issubclass(cls, tuple) and isinstance(getattr(cls, "_fields", None), tuple)
+
+
 def guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:
-    """``_getattr_`` and the ``getattr`` builtin: no private names, no deny-listed
-    names, no real modules in or out; ``str.format`` is replaced by a guarded one."""
+    """``_getattr_`` and the ``getattr`` builtin: no private names (but namedtuple's documented
+    ``_replace``/``_asdict``/…), no deny-listed names, no real modules in or out; ``str.format``
+    is replaced by a guarded one."""
     if type(name) is not str:
         raise TypeError("attribute name must be a string")
-    if (name.startswith("_") and name not in READABLE_DUNDERS) or name in DENIED_ATTRIBUTES:
+    private_ok = name in _NAMEDTUPLE_API and _is_namedtuple(obj)
+    if (name.startswith("_") and name not in READABLE_DUNDERS and not private_ok) or name in DENIED_ATTRIBUTES:
         raise _refuse_attribute(name)
     if name == "__init__" and not _may_reinit(obj):
         if isinstance(obj, type):

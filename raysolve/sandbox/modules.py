@@ -115,6 +115,10 @@ DEFAULT_RULES: dict[str, ModuleRule] = {
     "statistics": ModuleRule(),
     "re": ModuleRule(),
     "copy": ModuleRule(),
+    "string": ModuleRule(only=("ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits",
+                               "octdigits", "punctuation", "printable", "whitespace", "capwords")),
+    "dataclasses": ModuleRule(only=("dataclass", "field", "fields", "asdict", "astuple", "replace",
+                                    "is_dataclass", "FrozenInstanceError", "InitVar", "KW_ONLY", "MISSING")),
     "typing": ModuleRule(only=_TYPING_ONLY),
     "time": ModuleRule(only=_TIME_ONLY),
     "__future__": ModuleRule(),
@@ -156,6 +160,17 @@ DEFAULT_RULES: dict[str, ModuleRule] = {
     "sympy.logic": _SYMPY,
     "sympy.discrete": _SYMPY,
 }
+
+
+INSTEAD = {
+    "sympify": "build expressions from Symbol/symbols and numbers instead of strings",
+    "parse_expr": "build expressions from Symbol/symbols and numbers instead of strings",
+    "lambdify": "use expr.subs(x, value).evalf() or nsolve/N",
+    "mpmath": "use sympy's N(expr, digits) or Float(..., digits) for high precision",
+    "fromfile": "there are no files in the sandbox",
+    "memmap": "there are no files in the sandbox",
+}
+"""A one-line alternative a model can act on, for names that are refused."""
 
 
 class MetaclassView:
@@ -208,7 +223,8 @@ class StandIn(types.ModuleType):
         real = self.__dict__.get("_real_name", self.__name__)
         hidden = name in self.__dict__.get("_hidden", ())
         why = " (not available in the sandbox)" if hidden else ""
-        raise AttributeError(f"module '{real}' has no attribute '{name}'{why}")
+        hint = INSTEAD.get(name, "")
+        raise AttributeError(f"module '{real}' has no attribute '{name}'{why}{'; ' + hint if hint else ''}")
 
 
 def _public_names(real: types.ModuleType) -> Iterable[str]:

@@ -29,20 +29,51 @@ EXTRA_MAGIC_METHODS = frozenset(
         "__matmul__", "__and__", "__or__", "__xor__", "__lshift__", "__rshift__",
         "__enter__", "__exit__", "__contains__",
         "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
+        # numeric and container protocols model code also defines; their bodies are
+        # compiled under the same guards, and none hands out memory or class internals
+        "__missing__", "__index__", "__int__", "__float__", "__complex__", "__round__",
+        "__floor__", "__ceil__", "__trunc__", "__invert__", "__divmod__", "__rdivmod__",
+        "__rmatmul__", "__rand__", "__ror__", "__rxor__", "__rlshift__", "__rrshift__",
+        "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__imod__",
+        "__ipow__", "__iand__", "__ior__", "__ixor__", "__reversed__", "__format__",
     }
 )
+
+NAMEDTUPLE_ATTRIBUTES = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
+"""The documented underscore API of ``collections.namedtuple`` classes and instances."""
+
+RESERVED_PRIVATE_NAMES = frozenset({"_print"})
+"""Single-underscore names RestrictedPython itself binds (the guard names all end in ``_``)."""
+
+
+def is_private_name(name: str | None) -> bool:
+    """``_memo``, ``_helper``, ``_i``: a cell's own private names, allowed as variables,
+    functions and arguments. Not dunders, and not names ending in ``_``: RestrictedPython's and
+    raysolve's guards (``_getattr_``, ``_write_``, ``_inplaceitem_``, …) all do, so a cell can
+    never rebind one."""
+    return (
+        name is not None
+        and len(name) > 1
+        and name.startswith("_")
+        and not name.startswith("__")
+        and not name.endswith("_")
+        and name not in RESERVED_PRIVATE_NAMES
+    )
 
 
 class SandboxPolicy(RestrictingNodeTransformer):
     """RestrictedPython's policy plus a few things model code writes a lot:
-    ``d[k] += 1`` / ``self.n += 1``, ``x: int = 1``, ``nonlocal``,
-    ``if __name__ == "__main__":``, common dunder methods in classes, and
-    ``from sympy import *`` (expanded to the stand-in's public names)."""
+    ``d[k] += 1`` / ``self.n += 1``, ``x: int = 1`` (annotations kept), ``nonlocal``,
+    ``if __name__ == "__main__":``, common dunder methods in classes, private names
+    such as ``_memo`` for variables and functions, namedtuple's ``_replace``/``_asdict``,
+    and ``from sympy import *`` (expanded to the stand-in's public names)."""
 
     star_names: Callable[[str], list[str] | None] = staticmethod(lambda name: None)
 
     def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
         if allow_magic_methods and name in EXTRA_MAGIC_METHODS and getattr(node, "col_offset", 0) != 0:
+            return
+        if is_private_name(name):
             return
         super().check_name(node, name, allow_magic_methods)
 
@@ -52,7 +83,7 @@ class SandboxPolicy(RestrictingNodeTransformer):
         return super().visit_Name(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> Any:
-        if node.attr in READABLE_DUNDERS and isinstance(node.ctx, ast.Load):
+        if (node.attr in READABLE_DUNDERS or node.attr in NAMEDTUPLE_ATTRIBUTES) and isinstance(node.ctx, ast.Load):
             call = ast.Call(
                 func=ast.Name("_getattr_", ast.Load()),
                 args=[self.visit(node.value), ast.Constant(node.attr)],
@@ -69,6 +100,12 @@ class SandboxPolicy(RestrictingNodeTransformer):
         return node
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> Any:
+        if isinstance(node.target, ast.Name):  # `x: int` / `x: int = 1`: kept, so classes get
+            self.check_name(node, node.target.id)  # their annotations (dataclasses need them)
+            node.annotation = self.visit(node.annotation)
+            if node.value is not None:
+                node.value = self.visit(node.value)
+            return node
         if node.value is None:
             self.visit(node.target)
             return copy_locations(ast.Pass(), node)

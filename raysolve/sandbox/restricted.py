@@ -35,7 +35,7 @@ from raysolve.sandbox.guards import (
     sandbox_metaclass,
     write_guard,
 )
-from raysolve.sandbox.modules import ModuleRegistry, StandIn, make_fake_module
+from raysolve.sandbox.modules import INSTEAD, ModuleRegistry, StandIn, make_fake_module
 from raysolve.sandbox.policy import SandboxPolicy, format_compile_errors
 
 _MAX_ERROR_CHARS = 2000
@@ -187,6 +187,21 @@ def format_exception(exc: BaseException, sources: dict[str, str], memory_mb: int
 # ---------------------------------------------------------------- interpreter
 
 
+def _sandbox_dir(*args: Any) -> list[str]:
+    """``dir()``: the public names of an object, or of the cell's own variables (no guard
+    names, nothing starting with ``_``)."""
+    if len(args) > 1:
+        raise TypeError(f"dir expected at most 1 argument, got {len(args)}")
+    if args:
+        names = dir(args[0])
+    else:
+        names = list(sys._getframe(1).f_globals)  # the cell's globals (cells run at module level)
+    return sorted(n for n in names if not n.startswith("_") and n not in _HIDDEN_GLOBALS)
+
+
+_HIDDEN_GLOBALS = frozenset({"printed"})
+
+
 def _unavailable(name: str, why: str = "") -> Callable[..., Any]:
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise PermissionError(f"{name}() is not available in the sandbox{why}")
@@ -229,7 +244,7 @@ def build_builtins(import_hook: Callable[..., Any]) -> dict[str, Any]:
             "eval": _unavailable("eval"), "exec": _unavailable("exec"),
             "compile": _unavailable("compile"), "globals": _unavailable("globals"),
             "locals": _unavailable("locals"), "vars": _unavailable("vars"),
-            "dir": _unavailable("dir"), "help": _unavailable("help"),
+            "dir": _sandbox_dir, "help": _unavailable("help"),
             "memoryview": _unavailable("memoryview"),
         }
     )
@@ -350,7 +365,8 @@ class Interpreter:
         if level:
             raise ImportError("relative imports are not allowed")
         if type(name) is not str or not self.registry.allowed(name):
-            raise ImportError(f"import of '{name}' is not allowed")
+            hint = INSTEAD.get(name.split(".")[0], "")
+            raise ImportError(f"import of '{name}' is not allowed{'; ' + hint if hint else ''}")
         module = self.registry.get(name)
         if fromlist:
             for item in fromlist:
