@@ -13,6 +13,7 @@ attributes.
 from __future__ import annotations
 
 import _string  # type: ignore[import-not-found]  # str.format's field parser
+import collections
 import operator
 import string
 import types
@@ -100,10 +101,23 @@ def _is_namedtuple(obj: Any) -> bool:
     return issubclass(cls, tuple) and isinstance(getattr(cls, "_fields", None), tuple)
 
 
+_PLAIN_TYPES = frozenset({
+    list, dict, set, frozenset, tuple, str, int, float, complex, bool, bytes, bytearray, range,
+    collections.deque, collections.Counter, collections.defaultdict, collections.OrderedDict,
+})
+"""Built-in values whose public attributes are methods and numbers: never a module, a
+metaclass or an unguarded formatter (``format``/``format_map`` take the slow path)."""
+
+_SLOW_NAMES = DENIED_ATTRIBUTES | {"format", "format_map"}
+
+
 def guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:
     """``_getattr_`` and the ``getattr`` builtin: no private names (but namedtuple's documented
     ``_replace``/``_asdict``/…), no deny-listed names, no real modules in or out; ``str.format``
-    is replaced by a guarded one."""
+    is replaced by a guarded one. Public names of plain built-in values take a fast path (a loop's
+    ``xs.append`` or ``d.get`` costs one check, not ten)."""
+    if type(obj) in _PLAIN_TYPES and type(name) is str and name[:1] != "_" and name not in _SLOW_NAMES:
+        return getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
     if type(name) is not str:
         raise TypeError("attribute name must be a string")
     private_ok = name in _NAMEDTUPLE_API and _is_namedtuple(obj)
@@ -162,11 +176,45 @@ def guarded_hasattr(obj: Any, name: str) -> bool:
     return True
 
 
+def _plain_values() -> frozenset[type]:
+    """Types of values an index may hand a cell without a check: numbers, strings, built-in
+    containers, and numpy's arrays and scalars (never a module or a metaclass)."""
+    import decimal
+    import fractions
+
+    kinds = {int, float, complex, bool, str, bytes, type(None), tuple, list, dict, set, frozenset, range,
+             fractions.Fraction, decimal.Decimal}
+    try:
+        import numpy
+
+        kinds |= {numpy.ndarray, *(k for k in set(numpy.sctypeDict.values()) if isinstance(k, type))}
+    except ImportError:
+        pass
+    return frozenset(kinds)
+
+
+PLAIN_VALUES = _plain_values()
+
+OPEN_CONTAINERS = frozenset({list, dict, collections.Counter, collections.defaultdict, collections.OrderedDict})
+"""Containers whose items compiled cells update natively (``c[i] += v``)."""
+
+
+def check_item(value: Any) -> Any:
+    """What ``_getitem_`` does to a value: no foreign module, metaclasses only as views."""
+    if isinstance(value, (type, types.ModuleType)):
+        if _is_foreign_module(value):
+            raise TypeError("modules are not available in the sandbox")
+        return view_of_metaclass(value)
+    return value
+
+
 def guarded_getitem(obj: Any, index: Any) -> Any:
     value = obj[index]
-    if _is_foreign_module(value):
-        raise TypeError("modules are not available in the sandbox")
-    return view_of_metaclass(value)
+    if isinstance(value, (type, types.ModuleType)):  # rare: the checks only for these
+        if _is_foreign_module(value):
+            raise TypeError("modules are not available in the sandbox")
+        return view_of_metaclass(value)
+    return value
 
 
 SANDBOX_CLASSES: set[type] = set()
@@ -186,7 +234,19 @@ def sandbox_metaclass(name: str, bases: tuple[type, ...], namespace: dict[str, A
         raise TypeError("metaclass conflict: the metaclass of a derived class must be a subclass of the metaclasses of all its bases")
     cls = meta(name, bases, namespace, **kwargs)
     SANDBOX_CLASSES.add(cls)
+    if meta is type and all(c in SANDBOX_CLASSES or c is object for c in cls.__mro__):
+        OWN_CLASSES.add(cls)
+        NATIVE_ATTRIBUTE_TYPES.add(cls)
     return cls
+
+
+OWN_CLASSES: set[type] = set()
+"""Sandbox classes with no library or built-in base but ``object``: every attribute of their
+instances is the cell's own doing, so reading or updating one needs no check."""
+
+NATIVE_ATTRIBUTE_TYPES: set[type] = set(_PLAIN_TYPES)
+"""``_plain_types_``: types whose public attributes compiled cells read natively — plain built-in
+values (``str``'s formatter is always guarded by name) and ``OWN_CLASSES``."""
 
 
 class _ReadOnly:
@@ -296,12 +356,21 @@ def inplace_var(op: str, target: Any, value: Any) -> Any:
 
 
 def inplace_item(obj: Any, key: Any, op: str, value: Any) -> None:
-    """``d[k] += v``: read through ``_getitem_``, write through ``_write_``."""
+    """``d[k] += v``: read through ``_getitem_``, write through ``_write_``; a list's or a dict's
+    item directly (the old value only meets the operator, never the cell)."""
+    kind = type(obj)
+    if kind is list or kind is dict:
+        obj[key] = _INPLACE_OPS[op](obj[key], value)
+        return
     write_guard(obj)[key] = _INPLACE_OPS[op](guarded_getitem(obj, key), value)
 
 
 def inplace_attr(obj: Any, name: str, op: str, value: Any) -> None:
-    """``self.n += 1``: read through ``_getattr_``, write through ``_write_``."""
+    """``self.n += 1``: read through ``_getattr_``, write through ``_write_``; an attribute of the
+    cell's own object directly."""
+    if type(obj) in SANDBOX_CLASSES and name[:1] != "_" and name not in _SLOW_NAMES:
+        setattr(obj, name, _INPLACE_OPS[op](getattr(obj, name), value))
+        return
     setattr(write_guard(obj), name, _INPLACE_OPS[op](guarded_getattr(obj, name), value))
 
 

@@ -4,6 +4,7 @@ writes (worker side), and readable compile errors."""
 from __future__ import annotations
 
 import ast
+import copy
 import re
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,9 @@ EXTRA_MAGIC_METHODS = frozenset(
     }
 )
 
+FAST_ATTRIBUTE_EXCLUDED = frozenset(INSPECT_ATTRIBUTES) | {"format", "format_map", "mro"}
+"""Attribute names that always go through ``_getattr_`` (str's formatter, introspection)."""
+
 NAMEDTUPLE_ATTRIBUTES = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
 """The documented underscore API of ``collections.namedtuple`` classes and instances."""
 
@@ -69,6 +73,131 @@ class SandboxPolicy(RestrictingNodeTransformer):
     and ``from sympy import *`` (expanded to the stand-in's public names)."""
 
     star_names: Callable[[str], list[str] | None] = staticmethod(lambda name: None)
+    fast_subscripts: bool = True
+    """Read ``xs[i]`` inline when the value is a plain one (see ``visit_Subscript``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._scopes: list[str] = ["module"]
+        self._annotations: set[int] = set()
+        """ids of annotation nodes: Python keeps `:=` out of annotations."""
+        self._no_walrus = 0
+        """> 0 where Python forbids ``:=`` (a comprehension's iterable, a comprehension in a class body)."""
+
+    def visit_Subscript(self, node: ast.Subscript) -> Any:
+        """``xs[i]`` (a load) becomes ``_gi_ if _type_(_gi_ := xs[i]) in _plain_values_ else
+        _checkitem_(_gi_)``: ints, strings, lists and the like come back with a type check instead
+        of a guard call (loops index a lot); anything else still meets the guard. Stores and
+        deletes go through ``_write_`` as in RestrictedPython. ``_gi_`` and the helpers end in
+        ``_``, so no cell can name them."""
+        if isinstance(node.ctx, ast.Store) and self.fast_subscripts and self._no_walrus == 0:
+            # `c[k] = v`: a built-in container is written as it is, anything else through `_write_`
+            node = self.node_contents_visit(node)
+            bound = ast.NamedExpr(target=ast.Name("_gw_", ast.Store()), value=node.value)
+            test = ast.Compare(left=ast.Call(func=ast.Name("_type_", ast.Load()), args=[bound], keywords=[]),
+                               ops=[ast.In()], comparators=[ast.Name("_open_containers_", ast.Load())])
+            guarded = ast.Call(func=ast.Name("_write_", ast.Load()), args=[ast.Name("_gw_", ast.Load())], keywords=[])
+            node.value = ast.IfExp(test=test, body=ast.Name("_gw_", ast.Load()), orelse=guarded)
+            copy_locations(node.value, node)
+            ast.fix_missing_locations(node)
+            return node
+        if not (isinstance(node.ctx, ast.Load) and self.fast_subscripts and self._no_walrus == 0):
+            return super().visit_Subscript(node)
+        node = self.node_contents_visit(node)
+        raw = ast.Subscript(value=node.value, slice=node.slice, ctx=ast.Load())
+        bound = ast.NamedExpr(target=ast.Name("_gi_", ast.Store()), value=raw)
+        test = ast.Compare(left=ast.Call(func=ast.Name("_type_", ast.Load()), args=[bound], keywords=[]),
+                           ops=[ast.In()], comparators=[ast.Name("_plain_values_", ast.Load())])
+        checked = ast.Call(func=ast.Name("_checkitem_", ast.Load()), args=[ast.Name("_gi_", ast.Load())], keywords=[])
+        expr = ast.IfExp(test=test, body=ast.Name("_gi_", ast.Load()), orelse=checked)
+        copy_locations(expr, node)
+        ast.fix_missing_locations(expr)
+        return expr
+
+    def visit_Attribute(self, node: ast.Attribute) -> Any:
+        """``obj.name`` (a load of a public name) becomes ``_go_.name if _type_(_go_ := obj) in
+        _plain_types_ else _getattr_(_go_, "name")``: built-in values and instances of the cell's own
+        classes read attributes natively; everything else meets ``_getattr_``."""
+        if (isinstance(node.ctx, ast.Load) and self.fast_subscripts and self._no_walrus == 0
+                and not node.attr.startswith("_") and node.attr not in FAST_ATTRIBUTE_EXCLUDED):
+            node = self.node_contents_visit(node)
+            bound = ast.NamedExpr(target=ast.Name("_go_", ast.Store()), value=node.value)
+            test = ast.Compare(left=ast.Call(func=ast.Name("_type_", ast.Load()), args=[bound], keywords=[]),
+                               ops=[ast.In()], comparators=[ast.Name("_plain_types_", ast.Load())])
+            fast = ast.Attribute(value=ast.Name("_go_", ast.Load()), attr=node.attr, ctx=ast.Load())
+            slow = ast.Call(func=ast.Name("_getattr_", ast.Load()),
+                            args=[ast.Name("_go_", ast.Load()), ast.Constant(node.attr)], keywords=[])
+            expr = ast.IfExp(test=test, body=fast, orelse=slow)
+            copy_locations(expr, node)
+            ast.fix_missing_locations(expr)
+            return expr
+        return self._visit_attribute_guarded(node)
+
+    def _scoped(self, kind: str, visit: Callable[[Any], Any], node: Any) -> Any:
+        self._scopes.append(kind)
+        try:
+            return visit(node)
+        finally:
+            self._scopes.pop()
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
+        return self._scoped("class", super().visit_ClassDef, node)
+
+    def visit(self, node: Any) -> Any:
+        if id(node) in self._annotations:
+            self._no_walrus += 1
+            try:
+                return super().visit(node)
+            finally:
+                self._no_walrus -= 1
+        return super().visit(node)
+
+    def _mark_annotations(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        a = node.args
+        for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, *([a.vararg] if a.vararg else []),
+                    *([a.kwarg] if a.kwarg else [])]:
+            if arg.annotation is not None:
+                self._annotations.add(id(arg.annotation))
+        if node.returns is not None:
+            self._annotations.add(id(node.returns))
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        self._mark_annotations(node)
+        return self._scoped("function", super().visit_FunctionDef, node)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> Any:
+        self._mark_annotations(node)
+        return self._scoped("function", super().visit_AsyncFunctionDef, node)
+
+    def visit_Lambda(self, node: ast.Lambda) -> Any:
+        return self._scoped("function", super().visit_Lambda, node)
+
+    def _comprehension(self, visit: Callable[[Any], Any], node: Any) -> Any:
+        in_class = self._scopes[-1] == "class"
+        self._no_walrus += in_class
+        try:
+            return self._scoped("function", visit, node)
+        finally:
+            self._no_walrus -= in_class
+
+    def visit_ListComp(self, node: ast.ListComp) -> Any:
+        return self._comprehension(super().visit_ListComp, node)
+
+    def visit_SetComp(self, node: ast.SetComp) -> Any:
+        return self._comprehension(super().visit_SetComp, node)
+
+    def visit_DictComp(self, node: ast.DictComp) -> Any:
+        return self._comprehension(super().visit_DictComp, node)
+
+    def visit_GeneratorExp(self, node: ast.GeneratorExp) -> Any:
+        return self._comprehension(super().visit_GeneratorExp, node)
+
+    def visit_comprehension(self, node: ast.comprehension) -> Any:
+        self._no_walrus += 1  # its iterable may not hold `:=` (its conditions could, but rarely index)
+        try:
+            return super().visit_comprehension(node)
+        finally:
+            self._no_walrus -= 1
 
     def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
         if allow_magic_methods and name in EXTRA_MAGIC_METHODS and getattr(node, "col_offset", 0) != 0:
@@ -82,7 +211,7 @@ class SandboxPolicy(RestrictingNodeTransformer):
             return node
         return super().visit_Name(node)
 
-    def visit_Attribute(self, node: ast.Attribute) -> Any:
+    def _visit_attribute_guarded(self, node: ast.Attribute) -> Any:
         if (node.attr in READABLE_DUNDERS or node.attr in NAMEDTUPLE_ATTRIBUTES) and isinstance(node.ctx, ast.Load):
             call = ast.Call(
                 func=ast.Name("_getattr_", ast.Load()),
@@ -102,6 +231,7 @@ class SandboxPolicy(RestrictingNodeTransformer):
     def visit_AnnAssign(self, node: ast.AnnAssign) -> Any:
         if isinstance(node.target, ast.Name):  # `x: int` / `x: int = 1`: kept, so classes get
             self.check_name(node, node.target.id)  # their annotations (dataclasses need them)
+            self._annotations.add(id(node.annotation))
             node.annotation = self.visit(node.annotation)
             if node.value is not None:
                 node.value = self.visit(node.value)
@@ -119,8 +249,45 @@ class SandboxPolicy(RestrictingNodeTransformer):
         elif node.attr in INSPECT_ATTRIBUTES:
             self.error(node, f'"{node.attr}" is a restricted name, that is forbidden to access in RestrictedPython.')
 
+    def _native_augassign(self, node: ast.AugAssign, holder: str, kinds: str, fallback: ast.stmt) -> ast.stmt:
+        """``if _type_(<holder> := obj) in <kinds>: <holder>.x += v  else: <fallback>``: the plain
+        statement on the cell's own objects and built-in containers, the guard call otherwise."""
+        target = node.target
+        obj = target.value  # already visited by the caller
+        bound = ast.NamedExpr(target=ast.Name(holder, ast.Store()), value=obj)
+        test = ast.Compare(left=ast.Call(func=ast.Name("_type_", ast.Load()), args=[bound], keywords=[]),
+                           ops=[ast.In()], comparators=[ast.Name(kinds, ast.Load())])
+        if isinstance(target, ast.Attribute):
+            native_target: ast.expr = ast.Attribute(value=ast.Name(holder, ast.Load()), attr=target.attr, ctx=ast.Store())
+        else:
+            native_target = ast.Subscript(value=ast.Name(holder, ast.Load()), slice=target.slice, ctx=ast.Store())
+        native = ast.AugAssign(target=native_target, op=node.op, value=node.value)
+        stmt = ast.If(test=test, body=[native], orelse=[fallback])
+        copy_locations(stmt, node)
+        ast.fix_missing_locations(stmt)
+        return stmt
+
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
         target = node.target
+        fast = self.fast_subscripts and self._no_walrus == 0
+        if fast and isinstance(target, ast.Attribute) and not target.attr.startswith("_") \
+                and target.attr not in FAST_ATTRIBUTE_EXCLUDED:
+            self._check_attr_target(target)
+            op = ast.Constant(IOPERATOR_TO_STR[type(node.op)])
+            node.target.value = self.visit(target.value)
+            node.value = self.visit(node.value)
+            fallback = ast.Expr(value=ast.Call(func=ast.Name("_inplaceattr_", ast.Load()), args=[
+                ast.Name("_ga_", ast.Load()), ast.Constant(target.attr), op, copy.deepcopy(node.value)], keywords=[]))
+            return self._native_augassign(node, "_ga_", "_own_classes_", fallback)
+        if fast and isinstance(target, ast.Subscript):
+            op = ast.Constant(IOPERATOR_TO_STR[type(node.op)])
+            node.target.value = self.visit(target.value)
+            node.target.slice = self.visit(target.slice)
+            node.value = self.visit(node.value)
+            fallback = ast.Expr(value=ast.Call(func=ast.Name("_inplaceitem_", ast.Load()), args=[
+                ast.Name("_gc_", ast.Load()), copy.deepcopy(node.target.slice), op, copy.deepcopy(node.value)],
+                keywords=[]))
+            return self._native_augassign(node, "_gc_", "_open_containers_", fallback)
         op = ast.Constant(IOPERATOR_TO_STR[type(node.op)])
         if isinstance(target, ast.Subscript):
             args = [self.visit(target.value), self.visit(target.slice), op, self.visit(node.value)]
@@ -129,8 +296,8 @@ class SandboxPolicy(RestrictingNodeTransformer):
             self._check_attr_target(target)
             args = [self.visit(target.value), ast.Constant(target.attr), op, self.visit(node.value)]
             helper = "_inplaceattr_"
-        else:
-            return super().visit_AugAssign(node)
+        else:  # `n += 1` on a name: plain Python, as `n = n + 1` (an unguarded BinOp) would be
+            return self.node_contents_visit(node)
         call = ast.Call(func=ast.Name(helper, ast.Load()), args=args, keywords=[])
         stmt = ast.Expr(value=call)
         copy_locations(stmt, node)

@@ -22,6 +22,11 @@ from RestrictedPython import compile_restricted_exec, safe_builtins
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
 from raysolve.sandbox.guards import (
+    NATIVE_ATTRIBUTE_TYPES,
+    OPEN_CONTAINERS,
+    OWN_CLASSES,
+    PLAIN_VALUES,
+    check_item,
     guarded_apply,
     guarded_delattr,
     guarded_getattr,
@@ -267,6 +272,15 @@ print(np.arange(6).reshape(2, 3), np.linalg.det(np.eye(2)), np.array([1.5, 2.25]
 """A cell run once in the fork server before any session (see ``Interpreter.warm_up``)."""
 
 
+_WALRUS_REFUSED = ("assignment expression", "named expression")
+"""Python's errors for `:=` where it may not stand ("assignment expression cannot be used in a
+comprehension iterable expression", "'named expression' can not be used within an annotation")."""
+
+
+def _walrus_refused(text: str) -> bool:
+    return any(marker in text for marker in _WALRUS_REFUSED)
+
+
 class Interpreter:
     """One sandbox session: compile each cell with RestrictedPython and run it
     in the session's persistent globals.
@@ -302,7 +316,11 @@ class Interpreter:
         class Policy(SandboxPolicy):
             star_names = staticmethod(registry.star_names)
 
+        class GuardedPolicy(Policy):
+            fast_subscripts = False
+
         self._policy = Policy
+        self._guarded_policy = GuardedPolicy
         self.builtins = build_builtins(self._import)
         self.globals = self._fresh_globals()
 
@@ -348,6 +366,12 @@ class Interpreter:
             "_print_": lambda _getattr=None: sink,
             "_unpack_sequence_": guarded_unpack_sequence,
             "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+            "_type_": type,
+            "_plain_values_": PLAIN_VALUES,
+            "_plain_types_": NATIVE_ATTRIBUTE_TYPES,
+            "_own_classes_": OWN_CLASSES,
+            "_open_containers_": OPEN_CONTAINERS,
+            "_checkitem_": check_item,
         }
 
     def _import(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> StandIn:
@@ -406,7 +430,15 @@ class Interpreter:
 
     def compile(self, code: str, filename: str) -> tuple[types.CodeType | None, str]:
         try:
-            result = compile_restricted_exec(code, filename=filename, policy=self._policy)
+            try:
+                result = compile_restricted_exec(code, filename=filename, policy=self._policy)
+                retry = result.code is None and any(_walrus_refused(e) for e in result.errors)
+            except SyntaxError as exc:
+                retry = _walrus_refused(str(exc))
+                if not retry:
+                    raise
+            if retry:  # the inline fast paths met a place Python keeps `:=` out of: guard calls there
+                result = compile_restricted_exec(code, filename=filename, policy=self._guarded_policy)
         except (SyntaxError, ValueError, TypeError) as exc:
             return None, f"SyntaxError: {exc}"
         except RecursionError:
