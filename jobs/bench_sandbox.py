@@ -16,7 +16,8 @@ Three designs run the same snippets on the same machine in one run:
 Latency (p50/p95 per execution) for trivial code in a warm session, a SymPy solve,
 the stateful second call of a session, and a new session's first call; throughput
 (executions/s) with every core busy on samples of four calls each (session start and
-end included). ``--corpus`` runs the red-team and legitimate-code corpora and
+end included); the guards' cost on loop-heavy code against plain CPython (``LOOPS``,
+in-process). ``--corpus`` runs the red-team and legitimate-code corpora and
 reports the share that passes. Writes JSON, CSV and a PNG. The measurements are
 ``raysolve.bench.sandbox``.
 """
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from raysolve.bench.files import write_results
-from raysolve.bench.sandbox import DESIGNS, SCENARIOS, corpus, csv_rows, measure, ratios, targets
+from raysolve.bench.sandbox import DESIGNS, SCENARIOS, corpus, csv_rows, loop_overhead, measure, ratios, targets
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
@@ -92,6 +93,10 @@ def main() -> int:
         row = report["latency"][design]
         print(f"{design:11} " + "  ".join(f"{s} p50 {row[s]['p50_ms']:.2f} ms p95 {row[s]['p95_ms']:.2f}" for s in SCENARIOS)
               + f"  | {report['throughput'][design]['exec_per_s']:.1f} exec/s", flush=True)
+    report["loops"] = loop_overhead()
+    for name, row in report["loops"]["snippets"].items():
+        print(f"loops  {name:26} CPython {row['cpython_ms']:8.1f} ms  sandbox {row['sandbox_ms']:8.1f} ms  "
+              f"{row['ratio']:.2f}x", flush=True)
     report["ratios"] = ratios(report)
     report["targets"] = targets(report["ratios"])
     print(json.dumps(report["ratios"]), json.dumps(report["targets"]), flush=True)
