@@ -328,3 +328,13 @@ def test_isolation_reports_every_layer_and_full_isolation_can_be_required(lt):
             return (await box.run(sid, "print(1)")).stderr
 
     assert re.search(r"isolation incomplete.*landlock", lt.run(refused(), timeout=120))
+
+
+def test_a_solver_that_requires_full_isolation_refuses_to_start_without_it(ray_local):
+    from raysolve.runtime.config import EngineConfig, SolverConfig
+    from raysolve.runtime.solver import Solver
+
+    cfg = SolverConfig(engine=EngineConfig(backend="scripted", num_cpus=0.5),
+                       sandbox=SandboxConfig(require_full_isolation=True, landlock=False))
+    with pytest.raises(RuntimeError, match="isolation incomplete.*landlock"):
+        Solver(cfg).start()

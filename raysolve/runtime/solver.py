@@ -50,6 +50,8 @@ class Solver:
             names = [f"raysolve-sandbox-{run}-{i}" for i in range(cfg.num_sandbox_actors)]
             extra = {"resources": dict(cfg.sandbox_resources)} if cfg.sandbox_resources else {}
             self.sandboxes = [sandbox_pool_actor(cfg.sandbox, name=name, **extra) for name in names]
+            if cfg.sandbox.require_full_isolation:
+                self._require_isolation()
             self.placements = place_engine_actors(cfg.engine, name_prefix=f"raysolve-engine-{run}")
             self.engines = [
                 spawn_engine_actor(i, cfg, names[i % len(names)], placement)
@@ -61,6 +63,15 @@ class Solver:
             self.shutdown()  # no sandbox actors or placement groups left behind
             raise
         return self
+
+    def _require_isolation(self) -> None:
+        """``sandbox.require_full_isolation``: refuse to start unless every sandbox actor's workers
+        run with every OS layer (``SandboxPool.isolation``)."""
+        for report in ray.get([s.isolation.remote() for s in self.sandboxes]):
+            if not report.get("complete"):
+                missing = report.get("missing") or report.get("error") or "unknown"
+                raise RuntimeError(f"sandbox isolation incomplete on a node ({missing}) and "
+                                   "sandbox.require_full_isolation is set")
 
     def solve(self, problem: Problem, options: SolveOptions | None = None) -> ProblemResult:
         """Solve one problem, latency first (it jumps the batch queue)."""

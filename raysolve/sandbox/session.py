@@ -188,17 +188,19 @@ class LocalSandbox:
         worker: ``layers`` (each OS layer: True, a version, or why it is not in force),
         ``complete`` and ``missing`` (see ``missing_layers``), and the ``/proc`` view of its
         uid, namespace, limits, environment and cwd (``isolation_report``)."""
-        sid = await self.open_session()
         try:
-            await self.run(sid, "pass")
-            worker = self._sessions[sid].worker
-            report: dict[str, object] = isolation_report(worker.pid) if worker is not None else {"error": "no worker"}
-            if worker is not None:
-                layers = self._layers(worker)
-                missing = missing_layers(layers)
-                report.update({"layers": layers, "complete": not missing, "missing": missing})
+            server = await self._fork_server()
+            worker = await server.fork(self.config.start_timeout_s)  # unchecked: this is the check
+        except WorkerDied as exc:
+            return {"error": exc.reason, "complete": False, "missing": {"worker": exc.reason}}
+        try:
+            await worker.request({"op": "run", "code": "pass", "cell": 0, "cpu_s": 5.0}, self.config.start_timeout_s)
+            report: dict[str, object] = isolation_report(worker.pid)
+            layers = self._layers(worker)
+            missing = missing_layers(layers)
+            report.update({"layers": layers, "complete": not missing, "missing": missing})
         finally:
-            await self.close(sid)
+            await worker.close()
         return report
 
     def _layers(self, worker: WorkerProcess) -> dict[str, object]:
