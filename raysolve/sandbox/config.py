@@ -75,8 +75,9 @@ class SandboxConfig:
     the setting for serving untrusted input. Off, a missing layer is a warning, once."""
 
     idle_memory_mb: float = 400.0
-    """A worker holding more memory of its own than this after a run is stopped; its session's
-    state is replayed in a new worker when it runs again."""
+    """A worker whose resident memory grew by more than this since its fork (after a run, freed
+    memory given back) is stopped; its session's state is replayed in a new worker when it runs
+    again."""
 
     unrestricted_for_tests: bool = False
     """TESTS ONLY: workers accept plain, unfiltered Python (``op: unrestricted``), the way code

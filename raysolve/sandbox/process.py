@@ -379,8 +379,8 @@ class WorkerProcess:
         """The OS layers the worker reported in force (``worker.lock_down``)."""
         self.cpu_s = 0.0
         """CPU seconds the worker had used at its last reply."""
-        self.uss_mb: float | None = None
-        """Memory only this worker holds, at its last reply."""
+        self.grown_mb: float | None = None
+        """Resident memory the worker added since it was forked, at its last reply."""
         self._reader = reader
         self._writer = writer
         self._server = server
@@ -431,7 +431,7 @@ class WorkerProcess:
             self.kill()  # a forged, stale or malformed reply: nothing this worker says can be trusted
             raise WorkerDied("the sandbox worker broke the reply protocol")
         self.cpu_s = float(response.get("cpu_s") or self.cpu_s)
-        self.uss_mb = response.get("uss_mb")
+        self.grown_mb = response.get("grown_mb")
         return response
 
     async def exit_code(self, timeout: float) -> int | None:

@@ -267,7 +267,7 @@ class LocalSandbox:
         status = "ok" if response.get("status") == "ok" else "error"
         if status == "ok" or response.get("phase") == "run":
             session.cells.append(_Cell(code, number, timeout))
-        if worker.uss_mb is not None and worker.uss_mb > self.config.idle_memory_mb:
+        if worker.grown_mb is not None and worker.grown_mb > self.config.idle_memory_mb:
             self._drop_worker(session)  # too big to keep idle: its state is replayed when it runs again
             self.memory_recycled += 1
         stdout, truncated = _cap(str(response.get("stdout", "")), self.config.max_output_chars)

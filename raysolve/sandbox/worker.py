@@ -22,7 +22,7 @@ text's length in bytes, a space, the JSON text, a newline.
     -> {"op": "run", "id": 1, "nonce": "9f..", "code": "...", "cell": 3, "cpu_s": 3.0,
         "max_output": 4000, "replay": false, "seed": 12345}
     <- {"op": "result", "id": 1, "nonce": "9f..", "status": "ok"|"error", "phase": "run"|"compile",
-        "stdout": "...", "stderr": "...", "truncated": false, "wall_s": 0.01, "cpu_s": 0.4, "uss_mb": 21.5}
+        "stdout": "...", "stderr": "...", "truncated": false, "wall_s": 0.01, "cpu_s": 0.4, "grown_mb": 21.5}
     <- {"op": "ready", "pid": 1234, "uid": 65534, "layers": {...}, "cpu_s": 0.1}   (once, first)
 
 The host kills a worker whose reply is not one well-formed frame answering the id and
@@ -141,15 +141,16 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def unique_memory_mb() -> float | None:
-    """Memory only this worker holds (private pages; the libraries shared with the fork server
-    are not counted), from its own ``/proc`` entry."""
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def resident_mb() -> float | None:
+    """Resident memory from ``/proc/self/statm`` (microseconds to read, unlike ``smaps``)."""
     try:
-        with open("/proc/self/smaps_rollup") as fh:
-            kb = sum(int(line.split()[1]) for line in fh if line.startswith(("Private_Clean:", "Private_Dirty:")))
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * _PAGE_MB
     except (OSError, ValueError, IndexError):
         return None
-    return round(kb / 1024, 1)
 
 
 def _not_dumpable() -> bool:
@@ -239,6 +240,7 @@ def serve_session(interpreter: Interpreter, channel: socket.socket, options: dic
                    "layers": layers, "cpu_s": cpu_seconds()})
     requests = channel.makefile("rb")
     libc = ctypes.CDLL(None)
+    baseline = resident_mb() or 0.0  # what the worker holds from the fork server's libraries
     for line in requests:
         try:
             request = json.loads(line)
@@ -268,11 +270,17 @@ def serve_session(interpreter: Interpreter, channel: socket.socket, options: dic
             result = executor.call(lambda: interpreter.run(code, cell, max_output))
             if request.get("replay"):
                 result["stdout"] = ""
-        try:
-            libc.malloc_trim(0)  # give freed memory back: idle sessions stay small
-        except AttributeError:
-            pass
-        send(channel, {"op": "result", **echo, **_clean(result), "cpu_s": cpu_seconds(), "uss_mb": unique_memory_mb()})
+        resident = resident_mb()
+        grown = None if resident is None else max(0.0, resident - baseline)
+        if grown is not None and grown > 64:
+            try:
+                libc.malloc_trim(0)  # a run that grew the heap: give what it freed back
+            except AttributeError:
+                pass
+            resident = resident_mb()
+            grown = None if resident is None else max(0.0, resident - baseline)
+        send(channel, {"op": "result", **echo, **_clean(result), "cpu_s": cpu_seconds(),
+                       "grown_mb": None if grown is None else round(grown, 1)})
 
 
 def _run_unrestricted(code: str) -> dict[str, Any]:
