@@ -201,12 +201,20 @@ def test_an_engine_crash_costs_one_problem_and_the_run_goes_on(solver, tmp_path)
 
 
 def test_aimo_command(tmp_path):
+    # The command end to end (own Ray, engines, budget, files, resume) on the scripted TEST
+    # engine: the model's accuracy is what the tests above measure, not this one.
+    import yaml
+
     data = tmp_path / "set.csv"
-    data.write_text("\n".join(HELDOUT.read_text().splitlines()[:4] + ["no-text,,5"]) + "\n")
+    rows = [f'a{i},"{directive_problem([str(7 * i)], [30], code=False)}",{7 * i}' for i in range(1, 4)]
+    data.write_text("\n".join(["id,problem,answer", *rows, "no-text,,5"]) + "\n")
+    config = tmp_path / "scripted.yaml"
+    config.write_text(yaml.safe_dump({"engine": {"backend": "scripted", "num_cpus": 0.5,
+                                                 "options": {"tokens_per_s": 4000}}}))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "raysolve.cli", "aimo", str(data), "--out", str(out),
-                           "--time-budget", "300", "--samples", "8", "--stragglers", "2"],
+                           "--time-budget", "300", "--samples", "8", "--stragglers", "2", "--config", str(config)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "skipped row 5: empty problem text" in proc.stderr
@@ -215,9 +223,10 @@ def test_aimo_command(tmp_path):
     assert summary["problems"] == 3 and summary["within_budget"] and summary["startup_counts"]
     assert summary["startup_s"] > 0 and summary["elapsed_s"] > summary["startup_s"]
     assert all(r["stop_policy"].endswith("|stragglers:2") for r in rows_of(out))
+    assert summary["correct"] == 3  # each scripted problem answers its own gold answer
     # Rerun: everything is answered already; the time spent is charged, nothing is solved again.
     proc = subprocess.run([sys.executable, "-m", "raysolve.cli", "aimo", str(data), "--out", str(out),
-                           "--time-budget", "300"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+                           "--time-budget", "300", "--config", str(config)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "(3 answered earlier)" in proc.stdout
     assert len(rows_of(out)) == 3
