@@ -267,7 +267,7 @@ class Scheduler:
     def sample_finished(self, key: int, record: SampleRecord) -> list[Action]:
         """Sample ``record.sample_idx`` of problem ``key`` came back (finished or cancelled)."""
         state = self.active[key]
-        engine, dispatched = self._leave(state, record.sample_idx)
+        dispatched = self._leave(state, record.sample_idx)
         actions = self._on_record(state, record, dispatched)
         return actions + self._after_return(state)
 
@@ -276,7 +276,7 @@ class Scheduler:
         (up to ``max_sample_retries`` times, unless its problem has settled) and the caller should
         report the engine with ``engine_down``; otherwise it counts as a failed sample."""
         state = self.active[key]
-        _, dispatched = self._leave(state, idx)
+        dispatched = self._leave(state, idx)
         actions: list[Action] = []
         if engine_died and state.settled is None and state.attempts[idx] <= self.settings.max_sample_retries:
             state.retry.append(idx)
@@ -461,10 +461,11 @@ class Scheduler:
         self.counters["run_calls"] += 1
         return StartSample(engine, state.request(idx))
 
-    def _leave(self, state: ProblemState, idx: int) -> tuple[int, float]:
+    def _leave(self, state: ProblemState, idx: int) -> float:
+        """Sample ``idx`` is back: free its engine slot; returns when it was dispatched."""
         engine, dispatched = state.in_flight.pop(idx)
         self.load[engine] -= 1
-        return engine, dispatched
+        return dispatched
 
     def _after_return(self, state: ProblemState) -> list[Action]:
         self._mark_ready(state)  # a slot of its pool (or its wave) may have opened

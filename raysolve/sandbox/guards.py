@@ -108,7 +108,10 @@ _PLAIN_TYPES = frozenset({
 """Built-in values whose public attributes are methods and numbers: never a module, a
 metaclass or an unguarded formatter (``format``/``format_map`` take the slow path)."""
 
-_SLOW_NAMES = DENIED_ATTRIBUTES | {"format", "format_map"}
+GUARDED_NAMES = DENIED_ATTRIBUTES | {"format", "format_map"}
+"""Names that never take a fast path: the deny list and ``str``'s formatter (compiled cells
+read every other public name of plain values natively, ``raysolve.sandbox.policy``)."""
+_SLOW_NAMES = GUARDED_NAMES
 
 
 def guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:

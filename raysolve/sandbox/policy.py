@@ -16,7 +16,7 @@ from RestrictedPython.transformer import (
     copy_locations,
 )
 
-from raysolve.sandbox.guards import READABLE_DUNDERS
+from raysolve.sandbox.guards import GUARDED_NAMES, READABLE_DUNDERS
 
 # Dunder methods sandbox classes may define (RestrictedPython allows only
 # __init__, comparisons and __contains__).
@@ -40,8 +40,8 @@ EXTRA_MAGIC_METHODS = frozenset(
     }
 )
 
-FAST_ATTRIBUTE_EXCLUDED = frozenset(INSPECT_ATTRIBUTES) | {"format", "format_map", "mro"}
-"""Attribute names that always go through ``_getattr_`` (str's formatter, introspection)."""
+FAST_ATTRIBUTE_EXCLUDED = GUARDED_NAMES
+"""Attribute names that always go through ``_getattr_`` (the guards' deny list, str's formatter)."""
 
 NAMEDTUPLE_ATTRIBUTES = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
 """The documented underscore API of ``collections.namedtuple`` classes and instances."""
