@@ -1,6 +1,6 @@
-"""End to end: the `raysolve solve` command with the hf backend on the shipped tiny model.
-
-A real local Ray instance is started by the command itself, as a user would run it.
+"""End to end: the `raysolve solve` command, on the shipped tiny model (hf backend, its own local
+Ray instance, as a user's first command) and on the scripted TEST engine (resume and bad rows,
+joining a running Ray instance with ``--address``, as on a cluster).
 """
 
 import json
@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from raysolve.engines.testing.scripted import directive_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,41 +23,61 @@ def _solve(*args, cwd):
 
 
 @pytest.mark.slow
-def test_solve_command_end_to_end_with_hf_tiny_model_and_resume(tmp_path):
+def test_solve_command_end_to_end_with_hf_tiny_model(tmp_path):
     problems = tmp_path / "problems.jsonl"
-    lines = (ROOT / "examples" / "problems.jsonl").read_text().splitlines()[:3]
-    ids = [json.loads(line)["id"] for line in lines]
-    problems.write_text("\n".join(lines + ['{"id": "bad", "problem": ""}', "not json"]) + "\n")
+    line = next(x for x in (ROOT / "examples" / "problems.jsonl").read_text().splitlines() if '"gcd_lcm"' in x)
+    problems.write_text(line + "\n")
     out = tmp_path / "out"
-    flags = ["--samples", "3", "--pool", "2", "--max-tokens", "400", "--policy", "full"]
-    proc = _solve(str(problems), "--out", str(out), "--limit", "2", *flags, cwd=tmp_path)
+    proc = _solve(str(problems), "--out", str(out), "--samples", "3", "--pool", "3", "--max-tokens", "400",
+                  "--policy", "full", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "problems      2 solved" in proc.stdout and "accuracy      " in proc.stdout
+    assert "problems      1 solved" in proc.stdout and "accuracy      " in proc.stdout
 
-    rows = [json.loads(x) for x in (out / "problems.jsonl").read_text().splitlines()]
+    [row] = [json.loads(x) for x in (out / "problems.jsonl").read_text().splitlines()]
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
-    assert sorted(r["problem_id"] for r in rows) == sorted(ids[:2])
-    for r in rows:
-        assert r["samples_started"] == r["samples_finished"] == 3 and r["settle_reason"] == "budget"
-        assert r["gold"] is not None and r["correct"] in (True, False)
-        assert 0 < r["generated_tokens"] <= 3 * 400 and r["code_calls"] >= 3  # the model calls tools
-    assert len(samples) == 6
+    assert row["problem_id"] == "gcd_lcm" and row["gold"] == "399" and row["correct"] in (True, False)
+    assert row["samples_started"] == row["samples_finished"] == 3 and row["settle_reason"] == "budget"
+    assert 0 < row["generated_tokens"] <= 3 * 400 and row["code_calls"] >= 3  # the model calls tools
+    assert len(samples) == 3 and len({s["seed"] for s in samples}) == 3
     for s in samples:
         assert s["finish_reason"] in ("eos", "length") and not s["cancelled"]
         assert 0 < s["generated_tokens"] and s["generated_tokens"] + s["tool_output_tokens"] <= 400 + 200
-    assert len({(s["problem_id"], s["seed"]) for s in samples}) == 6
+    assert "399" in [s["answer"] for s in samples]  # the trained tiny model solves problems of its own kind
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["problems"] == 2 and summary["graded"] == 2 and summary["this_run"]["total_tokens"] > 0
-    assert summary["correct"] >= 1  # the trained tiny model solves problems of its own kind
+    assert summary["problems"] == 1 and summary["graded"] == 1 and summary["this_run"]["total_tokens"] > 0
 
-    # rerun: the two finished problems are skipped, the third one is solved
-    proc = _solve(str(problems), "--out", str(out), *flags, cwd=tmp_path)
+
+def test_solve_command_resumes_and_reports_bad_rows(ray_local, tmp_path):
+    # Resume and row errors on the scripted TEST engine (each problem answers its gold answer),
+    # joining the suite's Ray instance with --address as on a cluster; the hf test above starts
+    # its own Ray as a user's first command does.
+    import yaml
+
+    problems = tmp_path / "problems.jsonl"
+    rows = [{"id": f"p{i}", "problem": directive_problem([str(i)], [20], code=False), "answer": str(i)}
+            for i in range(3)]
+    lines = [json.dumps(r) for r in rows]
+    problems.write_text("\n".join(lines[:2] + ['{"id": "bad", "problem": ""}', "not json", lines[2]]) + "\n")
+    config = tmp_path / "scripted.yaml"
+    config.write_text(yaml.safe_dump({"engine": {"backend": "scripted", "num_cpus": 0.5,
+                                                 "options": {"tokens_per_s": 4000}}}))
+    out = tmp_path / "out"
+    flags = ["--out", str(out), "--config", str(config), "--address", ray_local.get_runtime_context().gcs_address,
+             "--samples", "3"]
+    proc = _solve(str(problems), *flags, "--limit", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "problems      1 solved" in proc.stdout and "all runs      3 problems" in proc.stdout
-    assert "skipped row 4: empty problem text" in proc.stderr and "skipped row 5: invalid JSON" in proc.stderr
-    assert [e["row"] for e in map(json.loads, (out / "errors.jsonl").read_text().splitlines())] == [4, 5]
-    rows = [json.loads(x) for x in (out / "problems.jsonl").read_text().splitlines()]
-    assert sorted(r["problem_id"] for r in rows) == sorted(ids)
+    assert "problems      1 solved" in proc.stdout
+
+    # rerun: the finished problem is skipped, the other two are solved, the bad rows reported
+    proc = _solve(str(problems), *flags, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "problems      2 solved" in proc.stdout and "all runs      3 problems" in proc.stdout
+    assert "skipped row 3: empty problem text" in proc.stderr and "skipped row 4: invalid JSON" in proc.stderr
+    assert [e["row"] for e in map(json.loads, (out / "errors.jsonl").read_text().splitlines())] == [3, 4]
+    done = [json.loads(x)["problem_id"] for x in (out / "problems.jsonl").read_text().splitlines()]
+    assert done[0] == "p0" and sorted(done) == ["p0", "p1", "p2"]  # each once
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["problems"] == 3 and summary["graded"] == 3 and summary["correct"] == 3
 
 
 def test_bad_configuration_is_a_clear_error(tmp_path):

@@ -1,6 +1,6 @@
 """`ray job submit` of jobs/solve_dataset.py against a real Ray head (`ray start --head`
-on loopback): outputs and errors file, then a job stopped midway and resubmitted, which
-must finish without duplicating or losing problems.
+on loopback): a job stopped midway and resubmitted must finish without duplicating or
+losing problems, with its outputs, errors file and summary complete.
 
 The jobs run the scripted TEST engine (``--config``): the model is not what these tests
 are about, and its sample lengths, taken from the problem texts, make the stop point
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-EXCLUDES = json.dumps({"excludes": [".gpu*", ".sbxsite", ".venv", "runs", "build", ".pytest_cache", "results"]})
+EXCLUDES = json.dumps({"excludes": [".git", ".hypothesis", ".gpu*", ".sbxsite", ".venv", "runs", "build", ".pytest_cache", "results"]})
 
 
 def _free_port() -> int:
@@ -155,32 +155,13 @@ def _problem_ids(out: Path) -> list[str]:
     return ids
 
 
-def test_dataset_job_outputs_errors_and_summary(head, tmp_path) -> None:
-    data, out = tmp_path / "problems.jsonl", tmp_path / "out"
-    ids = _dataset(data, 5, bad=True)
-    valid = len(ids)
-    config = _config(tmp_path / "scripted.yaml", tokens_per_s=2000)
-    job = _submit(head, str(data), "--out", str(out), "--config", str(config), "--samples", "4",
-                  "--shard-rows", "2", "--log-every", "1")
-    assert "progress: 5/5 problems (100.0%)" in job.stdout and "ETA" in job.stdout
-    assert sorted(_problem_ids(out)) == sorted(ids)
-    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
-    assert [(e["row"], e["reason"].split(" (")[0]) for e in errors] == [
-        (3, "empty problem text"), (4, "problem text must be a string, got list"),
-        (5, "invalid JSON: Expecting property name enclosed in double quotes at column 2"),
-    ]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["problems"] == valid and summary["skipped_rows"] == 3
-    assert summary["correct"] == valid  # each scripted problem answers its own gold answer
-    assert len(list((out / "problems").glob("part-*.parquet"))) == 3  # 2 + 2 + 1
-
-
 def test_stopped_job_resumes_without_duplicates_or_losses(head, tmp_path) -> None:
     data, out = tmp_path / "problems.jsonl", tmp_path / "out"
     quick, slow = 4, 5
-    every = _dataset(data, quick, slow)
+    every = _dataset(data, quick, slow, bad=True)
     count = len(every)
-    args = [str(data), "--out", str(out), "--samples", "4", "--policy", "full", "--pool", "2", "--shard-rows", "3"]
+    args = [str(data), "--out", str(out), "--samples", "4", "--policy", "full", "--pool", "2", "--shard-rows", "3",
+            "--log-every", "1"]
     job_id = f"raysolve-stop-{os.getpid()}"
     _submit(head, *args, "--config", str(_config(tmp_path / "slow.yaml", tokens_per_s=200)),
             wait=False, submission_id=job_id)
@@ -199,6 +180,7 @@ def test_stopped_job_resumes_without_duplicates_or_losses(head, tmp_path) -> Non
 
     job = _submit(head, *args, "--config", str(_config(tmp_path / "fast.yaml", tokens_per_s=10_000_000)))
     assert f"{len(done_before)} problems done earlier" in job.stdout
+    assert f"progress: {count}/{count} problems (100.0%)" in job.stdout and "ETA" in job.stdout
     ids = _problem_ids(out)
     assert sorted(ids) == sorted(every)  # each exactly once
     import pyarrow.parquet as pq
@@ -206,5 +188,15 @@ def test_stopped_job_resumes_without_duplicates_or_losses(head, tmp_path) -> Non
     samples = pq.read_table(out / "samples").to_pylist()
     keys = [(s["problem_id"], s["sample_idx"]) for s in samples]
     assert len(keys) == len(set(keys)) and {p for p, _ in keys} == set(ids)
+    parts = [pq.read_metadata(part).num_rows for part in sorted((out / "problems").glob("part-*.parquet"))]
+    assert sum(parts) == count and max(parts) <= 3, parts  # written in shards of --shard-rows
+    # Rows that cannot be problems are reported once with their line, though both jobs read them.
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(e["row"], e["reason"].split(" (")[0]) for e in errors] == [
+        (3, "empty problem text"), (4, "problem text must be a string, got list"),
+        (5, "invalid JSON: Expecting property name enclosed in double quotes at column 2"),
+    ]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["problems"] == count and summary["resumed_problems"] == len(done_before)
+    assert summary["status"] == "finished" and summary["problems"] == count and summary["skipped_rows"] == 3
+    assert summary["resumed_problems"] == len(done_before)
+    assert summary["correct"] == count  # each scripted problem answers its own gold answer

@@ -158,7 +158,8 @@ def test_actor_crash_is_survived(ray_local) -> None:
 
 def test_hostile_code_through_the_actor_leaves_it_serving(pool) -> None:
     """Process-control, spoofing and flood snippets from the red-team corpus, sent
-    through Ray: each ends as its case names and the actor process is never touched."""
+    through Ray, three sessions at once: each ends as its case names and the actor process is
+    never touched."""
     from raysolve.sandbox.corpus import REDTEAM, run_cases
 
     # Cases whose outcome is not a timeout get a limit far beyond their need: a busy machine
@@ -166,7 +167,7 @@ def test_hostile_code_through_the_actor_leaves_it_serving(pool) -> None:
     cases = [c if c.outcome == "timeout" else dataclasses.replace(c, timeout_s=120.0)
              for c in REDTEAM if c.category in ("process", "spoof", "flood")]
     pid = ray.get(pool.pid.remote())
-    reports = asyncio.run(run_cases(RemoteSandbox(pool), cases))
+    reports = asyncio.run(run_cases(RemoteSandbox(pool), cases, per_session=5, concurrency=3))
     assert [(r.case.name, r.problem) for r in reports if r.problem] == []
     assert ray.get(pool.pid.remote()) == pid
     assert ray.get(pool.stats.remote())["running"] == 0

@@ -115,8 +115,8 @@ def test_validation_errors_are_422(base_url: str, body: dict, field: str) -> Non
 def test_overload_is_503_not_an_unbounded_queue(base_url: str) -> None:
     async def burst() -> list[int]:
         async with httpx.AsyncClient(timeout=120) as client:
-            # Each admitted request runs until its 4 s time limit: far longer than sending ten takes.
-            body = {**BIG, "time_limit_s": 4.0}
+            # Each admitted request runs until its 2 s time limit: 20x what sending ten takes on a busy host.
+            body = {**BIG, "time_limit_s": 2.0}
             responses = await asyncio.gather(*(client.post(f"{base_url}/v1/solve", json=body) for _ in range(10)))
         return [r.status_code for r in responses]
 

@@ -14,6 +14,7 @@ Data, checks and a runner over the ``Sandbox`` protocol: no Ray imports.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -84,16 +85,20 @@ CANARY = "canary_value = 'still here'"
 CANARY_CHECK = "print(canary_value)"
 
 
-async def run_cases(sandbox: Sandbox, cases: Iterable[Case], per_session: int = 20) -> list[CaseReport]:
+async def run_cases(sandbox: Sandbox, cases: Iterable[Case], per_session: int = 20,
+                    concurrency: int = 1) -> list[CaseReport]:
     """Run each case in a session that first stored a canary variable, then check
     the outcome and that the *next* run in the same session still sees the canary
-    (state kept, or rebuilt by replay after a kill) and runs normally."""
-    reports: list[CaseReport] = []
-    batch: list[Case] = []
-    for case in [*cases, None]:
-        if case is not None:
-            batch.append(case)
-        if batch and (case is None or len(batch) >= per_session):
+    (state kept, or rebuilt by replay after a kill) and runs normally.
+
+    Cases go to sessions ``per_session`` at a time, in order; ``concurrency`` sessions run at
+    once (a hostile case must not disturb a neighbour either). Reports come in case order."""
+    items = list(cases)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def run_session(batch: list[Case]) -> list[CaseReport]:
+        reports: list[CaseReport] = []
+        async with gate:
             sid = await sandbox.open_session()
             try:
                 setup = await sandbox.run(sid, CANARY)
@@ -108,8 +113,11 @@ async def run_cases(sandbox: Sandbox, cases: Iterable[Case], per_session: int = 
                     reports.append(CaseReport(item, result.status, problem, wall))
             finally:
                 await sandbox.close(sid)
-            batch = []
-    return reports
+        return reports
+
+    sessions = [items[i:i + per_session] for i in range(0, len(items), per_session)]
+    done = await asyncio.gather(*(run_session(batch) for batch in sessions))
+    return [report for reports in done for report in reports]
 
 
 def summarize(reports: list[CaseReport]) -> dict[str, dict[str, int]]:
