@@ -347,13 +347,15 @@ def solve_command(args: argparse.Namespace) -> int:
             taken += 1
             yield item
 
-    def summary_extra(status: str, startup_s: float, coordinator: dict[str, Any] | None = None) -> dict[str, Any]:
+    def summary_extra(status: str, startup_s: float, coordinator: dict[str, Any] | None = None,
+                      sandboxes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         total.skipped_rows, total.skip_reasons = this_run.skipped_rows, this_run.skip_reasons
+        total.failed_problems = this_run.failed_problems
         # Throughput over all runs is unknown once earlier runs' rows are included; "this_run" has it.
         total.wall_s = 0.0 if total.resumed_problems else this_run.wall_s
         return {"status": status, "this_run": this_run.to_dict(), "config": json.loads(cfg.model_dump_json()),
                 "input": str(source), "input_rows": rows_in_input, "format": args.format,
-                "coordinator": coordinator, "startup_s": round(startup_s, 2)}
+                "coordinator": coordinator, "sandboxes": sandboxes, "startup_s": round(startup_s, 2)}
 
     boot = time.perf_counter()
     with Solver(cfg, address=args.address) as solver:
@@ -364,6 +366,11 @@ def solve_command(args: argparse.Namespace) -> int:
         bar = tqdm(desc="problems", unit="pb", dynamic_ncols=True, file=sys.stderr) if use_bar else None
         last_log = time.perf_counter()
         for result in solver.solve_iter(todo()):
+            if result.failure is not None:  # not done: a rerun solves it again
+                writer.write_failed(result)
+                this_run.failed_problems += 1
+                print(f"raysolve: problem {result.problem_id} failed: {result.failure}", file=sys.stderr, flush=True)
+                continue
             writer.write(result)
             row = result.to_row()
             total.add(row)
@@ -385,15 +392,15 @@ def solve_command(args: argparse.Namespace) -> int:
     if bar is None:
         print(report.line(total, this_run), flush=True)
     writer.close()
-    writer.write_summary(total, summary_extra("finished", startup_s, stats["coordinator"]))
+    writer.write_summary(total, summary_extra("finished", startup_s, stats["coordinator"], stats["sandboxes"]))
     print("\n".join(this_run.lines()))
     print(f"start-up      {startup_s:.1f} s (Ray, sandbox and engine actors, model loading)")
     if total.resumed_problems:
         print(f"all runs      {total.problems} problems, accuracy "
               f"{'n/a' if total.accuracy is None else f'{total.accuracy:.1%}'}")
     files = "problems/, samples/ (Parquet)" if args.format == "parquet" else "problems.jsonl, samples.jsonl"
-    print(f"results in    {out_dir}/ ({files}, errors.jsonl, summary.json)")
-    return 0
+    print(f"results in    {out_dir}/ ({files}, errors.jsonl, failed.jsonl, summary.json)")
+    return 1 if this_run.failed_problems else 0
 
 
 class ProgressReport:

@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 import ray
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from ray import serve
@@ -152,6 +152,13 @@ class SolverApp:
         self.config = SolverConfig.model_validate(config or {})
         self.solver = Solver(self.config).start()
 
+    def __del__(self) -> None:
+        """Serve calls this when the replica shuts down: stop the engines and kill the actors
+        now, rather than leaving them to Ray's owner clean-up."""
+        solver = getattr(self, "solver", None)
+        if solver is not None:
+            solver.shutdown()
+
     @api.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
         """Liveness and load: 200 while the coordinator answers."""
@@ -170,6 +177,8 @@ class SolverApp:
         except BaseException:  # client gone (Serve cancels us) or shutting down: stop the samples
             ray.cancel(ref)
             raise
+        if result.failure is not None:  # no engine could answer: the client may retry elsewhere
+            raise HTTPException(status_code=503, detail=f"no answer: {result.failure}")
         return to_response(request_id, result, started, request.keep_samples)
 
     @api.post("/v1/solve/stream")

@@ -13,7 +13,7 @@ import pytest
 
 from raysolve.core.scheduling import SolveOptions
 from raysolve.runtime.config import EngineConfig, SolverConfig
-from raysolve.engines.testing.scripted import crash_once_problem, directive_problem
+from raysolve.engines.testing.scripted import crash_once_problem, directive_problem, fault_once_problem
 from raysolve.io.problems import Problem
 from raysolve.runtime.solver import Solver
 
@@ -144,6 +144,38 @@ def test_all_engines_gone_answers_every_problem_instead_of_hanging(ray_local):
         results = list(s.solve_iter(problems))
     assert sorted(r.problem_id for r in results) == ["d0", "d1", "d2"]
     assert all(r.settle_reason == "no engine left" and r.answer is None for r in results)
+    assert all(r.failure == "no engine left" for r in results)  # not done: a resumed run solves them
+
+
+@pytest.mark.parametrize("fault", ["dead", "hang"])
+def test_a_dead_or_hung_engine_is_restarted_and_its_samples_retried(ray_local, tmp_path, fault):
+    # The first sample of f0 to start breaks its engine: "dead" makes it fail every request with
+    # engine_dead (the tool loop raises, the actor refuses new samples, the coordinator restarts
+    # it); "hang" makes it stop producing tokens without failing, which only the watchdog sees
+    # (no progress for engine_hang_s = 2 s, where a healthy scripted engine emits every few ms).
+    cfg = scripted_config(num_samples=4, pool_size=4, stop_policy="full", engine_hang_s=2.0)
+    cfg.engine.num_actors = 2
+    with Solver(cfg) as s:
+        problems = [Problem("f0", fault_once_problem(fault, str(tmp_path / "broke"), ["5"], [400]), answer="5")]
+        problems += [Problem(f"f{i}", directive_problem(["5"], [400], code=False), answer="5") for i in range(1, 3)]
+        results = list(s.solve_iter(problems))
+        stats = s.stats()["coordinator"]
+    assert (tmp_path / "broke").exists()
+    assert sorted(r.problem_id for r in results) == [f"f{i}" for i in range(3)]
+    assert all(r.answer == "5" and r.samples_finished == 4 and r.samples_failed == 0 and r.failure is None
+               for r in results), [(r.problem_id, r.answer, r.samples_failed) for r in results]
+    assert stats["engines_restarted"] >= 1 and stats["samples_retried"] >= 1
+    assert stats["engines_hung" if fault == "hang" else "engines_restarted"] >= 1
+    retried = [x for r in results for x in r.samples if x.attempt > 1]
+    assert retried and all(x.finish_reason == "eos" for x in retried)
+
+
+def test_greedy_sampling_with_many_samples_is_refused(solver):
+    import ray
+
+    with pytest.raises(ray.exceptions.RayTaskError, match="temperature 0"):
+        solver.solve(Problem("g", directive_problem(["1"], [10], code=False)),
+                     SolveOptions(num_samples=4, temperature=0.0))
 
 
 def test_problems_sharing_an_id_do_not_mix(solver):

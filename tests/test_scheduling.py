@@ -204,6 +204,55 @@ def test_urgent_problems_start_before_batch_work_first_come_first_served():
     assert order == ["u1", "u2", "batch"]
 
 
+def test_the_answer_is_delivered_within_the_settle_grace_even_if_a_sibling_never_stops():
+    s, clock = make(depths=(4,), num_samples=4, pool_size=4, stop_policy="first-k:2", settle_grace_s=1.0)
+    key = s.submit(Problem("p", "x", answer="1"))
+    a = starts(s.fill())
+    assert not any(isinstance(x, ProblemDone) for x in s.sample_finished(key, record(a[0])))
+    settle = s.sample_finished(key, record(a[1]))
+    assert any(isinstance(x, CancelSamples) for x in settle) and not any(isinstance(x, ProblemDone) for x in settle)
+    done = [x for x in s.sample_finished(key, record(a[2], cancelled=True)) if isinstance(x, ProblemDone)]
+    assert not done  # one sibling still out: wait for it, up to the grace
+    clock.now += 0.5
+    assert s.next_wake() == pytest.approx(clock.now + 0.5) and not [x for x in s.tick() if isinstance(x, ProblemDone)]
+    clock.now += 0.5
+    (done,) = [x for x in s.tick() if isinstance(x, ProblemDone)]
+    r = done.result
+    assert r.answer == "1" and r.votes == {"1": 2} and r.samples_cancelled == 2 and r.failure is None
+    stuck = [x for x in r.samples if x.sample_idx == a[3].request.sample_idx]
+    assert stuck[0].cancelled and stuck[0].error == "still stopping when the result was delivered"
+    assert s.load == [1] and s.stats()["stopping"] == 1
+    s.sample_finished(key, record(a[3]))  # it comes back at last: its slot is free, nothing else changes
+    assert s.load == [0] and s.stats()["stopping"] == 0 and s.counters["samples_after_delivery"] == 1
+
+
+def test_a_problem_whose_every_sample_failed_is_a_failure_not_an_answer():
+    s, _ = make(depths=(2,), num_samples=2, pool_size=2, stop_policy="full")
+    key = s.submit(Problem("p", "x", answer="1"))
+    a = starts(s.fill())
+    s.sample_failed(key, a[0].request.sample_idx, "bad request", engine_died=False)
+    (done,) = [x for x in s.sample_failed(key, a[1].request.sample_idx, "bad request", engine_died=False)
+               if isinstance(x, ProblemDone)]
+    assert done.result.answer is None and done.result.failure == "every sample failed (bad request)"
+
+
+def test_a_retry_has_its_own_request_key():
+    s, _ = make(depths=(2,), num_samples=1, pool_size=1, max_sample_retries=1)
+    key = s.submit(Problem("p", "x"))
+    (first,) = starts(s.fill())
+    s.engine_down(0)
+    s.sample_failed(key, first.request.sample_idx, "actor died", engine_died=True)
+    (again,) = starts(s.engine_up(0))
+    assert again.request.attempt == 2 and again.request.key != first.request.key
+
+
+def test_greedy_decoding_with_many_samples_is_refused():
+    s, _ = make()
+    with pytest.raises(ValueError, match="temperature 0"):
+        s.submit(Problem("p", "x"), SolveOptions(num_samples=4, temperature=0.0))
+    s.submit(Problem("q", "x"), SolveOptions(num_samples=1, temperature=0.0))  # one greedy sample is fine
+
+
 # ---- random interleavings ----------------------------------------------------------------------
 
 POLICIES = ["full", "unbeatable", "first-k:2", "default", "k-identical:2", "stragglers:1", "esc:2", "time:1.5",
@@ -250,7 +299,12 @@ class SchedulerMachine(RuleBasedStateMachine):
                     self.cancelling.add(k)
             elif isinstance(a, ProblemDone):
                 assert a.key not in self.results, "a problem delivered twice"
-                assert not any(st_.request.run_key == a.key for st_ in self.running.values())
+                out = {st_.request.sample_idx for st_ in self.running.values() if st_.request.run_key == a.key}
+                if out:  # delivered past the settle grace: what is still out is recorded as stopping
+                    assert a.key in self.s.stopping and a.result.settle_reason
+                    stopping = {r.sample_idx for r in a.result.samples if r.error == "still stopping when the result was delivered"}
+                    assert stopping == out and all(r.cancelled for r in a.result.samples if r.sample_idx in out)
+                    assert self.clock.now >= a.result.settle_s + self.s.active.get(a.key, self.s.stopping[a.key]).started_at
                 self.results[a.key] = a.result
                 self.check_result(a.key, a.result)
             else:
@@ -302,8 +356,9 @@ class SchedulerMachine(RuleBasedStateMachine):
         start = self.running.pop(k)
         self.cancelling.discard(k)
         key, idx = start.request.run_key, start.request.sample_idx
-        state = self.s.active[key]
-        will_retry = died and state.settled is None and state.attempts[idx] <= self.settings.max_sample_retries
+        state = self.s.active.get(key)  # None: delivered already, the sample was still stopping
+        will_retry = (died and state is not None and state.settled is None
+                      and state.attempts[idx] <= self.settings.max_sample_retries)
         self.retried[key] += will_retry
         if died:
             self.s.engine_down(start.engine)
@@ -355,7 +410,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         if not hasattr(self, "s"):
             return
         for _ in range(10_000):  # drain: every submitted problem must come out exactly once
-            if not self.s.busy():
+            if not self.s.busy() and not self.running:
                 break
             if self.running:
                 k = sorted(self.running)[0]
@@ -368,7 +423,7 @@ class SchedulerMachine(RuleBasedStateMachine):
                 self.apply(self.s.engine_up(engine))
             self.clock.now += 10.0
             self.apply(self.s.tick())
-        assert not self.s.busy() and not self.running
+        assert not self.s.busy() and not self.running and not self.s.stopping
         assert sorted(self.results) == sorted(self.submitted)
         assert sum(self.s.load) == 0
 

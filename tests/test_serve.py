@@ -40,7 +40,7 @@ def base_url(ray_local):
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     solver = {"budget": {"max_tokens": 400}, "sandbox": {"max_workers": 2}}
-    serve.run(build({"solver": solver, "max_ongoing_requests": 3, "max_queued_requests": 2}), name="raysolve", route_prefix="/")
+    serve.run(build({"solver": solver, "max_ongoing_requests": 4, "max_queued_requests": 2}), name="raysolve", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 
@@ -121,7 +121,7 @@ def test_overload_is_503_not_an_unbounded_queue(base_url: str) -> None:
         return [r.status_code for r in responses]
 
     codes = asyncio.run(burst())
-    # Up to 3 run and 2 wait (Serve's admission is per router, so fewer may be let in); the rest get 503 at once.
+    # Up to 4 run and 2 wait (Serve's admission is per router, so fewer may be let in); the rest get 503 at once.
     assert codes.count(503) >= 1 and codes.count(200) >= 1, codes
     assert set(codes) <= {200, 503}
     _assert_goes_idle(base_url)
@@ -170,3 +170,41 @@ def test_disconnect_and_time_limit_stop_the_samples(base_url: str) -> None:
     result = response.json()
     assert result["settle_reason"] == "time_limit" and result["samples_finished"] < BIG["samples"]
     assert time.monotonic() - started < 15
+
+
+def test_requests_get_an_answer_or_a_503_when_the_engine_dies(base_url: str, ray_local) -> None:
+    # Runs last: the engine actor's process is SIGKILLed while two requests are being solved.
+    # Ray restarts it (the model loads again) and the coordinator retries the samples; each
+    # request ends by its time limit or with a 503, never hangs, and the server serves again.
+    import os
+    import signal
+
+    from raysolve.bench.chaos import actor_pids
+
+    limit = 6.0
+    body = {**BIG, "time_limit_s": limit}
+    _assert_goes_idle(base_url)  # up, and nothing of earlier tests still running
+
+    async def kill_while_solving() -> tuple[list[httpx.Response], float]:
+        async with httpx.AsyncClient(timeout=PATIENCE_S) as client:
+            # two: with the health checks beside them, within the app's 4 requests at once
+            requests = [asyncio.ensure_future(client.post(f"{base_url}/v1/solve", json=body)) for _ in range(2)]
+            deadline = time.monotonic() + PATIENCE_S
+            while not (await client.get(f"{base_url}/healthz")).json()["samples_in_flight"]:
+                early = [r.result().text for r in requests if r.done()]
+                assert time.monotonic() < deadline and not early, early
+                await asyncio.sleep(0.05)
+            pids = actor_pids("ray::EngineActor", ray_local.get_runtime_context().gcs_address)
+            assert len(pids) == 1, pids
+            os.kill(pids[0], signal.SIGKILL)
+            killed = time.monotonic()
+            responses = await asyncio.gather(*requests)
+            return responses, time.monotonic() - killed
+
+    responses, waited = asyncio.run(kill_while_solving())
+    assert all(r.status_code in (200, 503) for r in responses), [r.text for r in responses]
+    assert all(r.json()["settle_reason"] == "time_limit" for r in responses if r.status_code == 200)
+    assert waited <= limit + 30  # the time limit, plus ample room for cancelling and replying
+    _assert_goes_idle(base_url)
+    after = httpx.post(f"{base_url}/v1/solve", json={"problem": GCD, "samples": 2}, timeout=PATIENCE_S)
+    assert after.status_code == 200 and after.json()["samples_started"] >= 1  # the engine is back

@@ -153,3 +153,81 @@ def test_cancel_stops_engine_and_reports_tokens_spent(cancel_when, code):
     assert 0 < out.generated_tokens < 4000
     assert stats["active"] == 0
     assert sandbox["running"] == 0 and sandbox["sessions"] == 0  # the code run was stopped, the session closed
+
+
+class _FailingEngine:
+    """TEST ENGINE whose every request ends with an ``error`` delta of one kind."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    async def generate(self, request):
+        from raysolve.core.protocols import Delta
+
+        yield Delta(token_ids=[ord("a")])
+        yield Delta(finish_reason="error", error=f"failed: {self.kind}", error_kind=self.kind)
+
+    async def cancel(self, request_id):
+        return None
+
+
+class _NoSandbox:
+    async def open_session(self):
+        raise AssertionError("no code call expected")
+
+
+@pytest.mark.parametrize("kind", ["engine_dead", "engine_overloaded"])
+def test_an_engine_failure_is_raised_for_a_retry_not_recorded_as_a_finished_sample(kind):
+    from raysolve.core.errors import SampleError
+
+    with pytest.raises(SampleError) as failure:
+        asyncio.run(run_sample(_spec(max_tokens=50), _FailingEngine(kind), _NoSandbox(), CODEC, FMT))
+    assert failure.value.kind == kind and failure.value.retry
+
+
+@pytest.mark.parametrize(("kind", "finish"), [("context_overflow", "length"), ("bad_request", "error"), (None, "error")])
+def test_a_request_failure_ends_the_sample(kind, finish):
+    out = asyncio.run(run_sample(_spec(max_tokens=50), _FailingEngine(kind), _NoSandbox(), CODEC, FMT))
+    assert out.finish_reason == finish and out.generated_tokens == 1 and out.error == f"failed: {kind}"
+
+
+def test_tool_output_never_overruns_the_token_budget():
+    # A long output block: the budget cuts it, and the sample ends with "length" at exactly the budget.
+    def printer(text, request):
+        return "Print.<tool_call>\n```python\nprint('x' * 3000)\n```\n</tool_call>"
+
+    out, _, _ = _run(printer, _spec(max_tokens=120, max_code_calls=3))
+    assert out.finish_reason == "length" and out.total_tokens == 120 and out.code_calls == 1
+
+
+def test_a_session_whose_opening_is_cancelled_is_closed_when_it_arrives():
+    from raysolve.core.tir import _open_session
+
+    class SlowToOpen(LocalSandbox):
+        def __init__(self):
+            super().__init__(SandboxConfig(max_workers=1, warm_workers=0))
+            self.gate, self.opened = asyncio.Event(), []
+
+        async def open_session(self, session_id=None):
+            await self.gate.wait()
+            sid = await super().open_session(session_id)
+            self.opened.append(sid)
+            return sid
+
+    async def go():
+        box = SlowToOpen()
+        try:
+            opening = asyncio.ensure_future(_open_session(box))
+            await asyncio.sleep(0)
+            opening.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await opening
+            box.gate.set()
+            while not box.opened or box.stats()["sessions"]:  # opened, then closed by the callback
+                await asyncio.sleep(0.01)
+            return box.stats()["sessions"], box.opened
+        finally:
+            await box.aclose()
+
+    sessions, opened = asyncio.run(go())
+    assert sessions == 0 and len(opened) == 1

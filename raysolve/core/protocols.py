@@ -49,6 +49,9 @@ class Delta:
     stop: int | None = None
     """The stop token id that ended the segment, when ``finish_reason == "stop"``."""
     error: str | None = None
+    error_kind: str | None = None
+    """With ``error``: a kind of ``raysolve.core.errors`` (``engine_dead``, ``engine_overloaded``,
+    ``context_overflow``, ...) when the failure is the engine's rather than this request's."""
 
 
 @runtime_checkable

@@ -49,11 +49,15 @@ class SampleRequest:
     settings: SampleSettings
     run_key: int = 0
     """The coordinator's number for this submission of the problem (ids may repeat)."""
+    attempt: int = 1
+    """1, then 2, ... when the sample is retried after its engine failed."""
 
     @property
     def key(self) -> str:
-        """Unique among samples in flight: ``<run key>:<problem id>#<sample index>``."""
-        return f"{self.run_key}:{self.problem_id}#{self.sample_idx}"
+        """Unique among samples in flight: ``<run key>:<problem id>#<sample index>``, with
+        ``.<attempt>`` after the run key for a retry (the first run may still be stopping)."""
+        run = self.run_key if self.attempt == 1 else f"{self.run_key}.{self.attempt}"
+        return f"{run}:{self.problem_id}#{self.sample_idx}"
 
 
 @dataclass
@@ -123,9 +127,13 @@ class ProblemResult:
     settle_s: float = 0.0
     """Seconds from the first sample's start until the vote settled."""
     wall_s: float = 0.0
-    """Seconds from the first sample's start until every sample reported back."""
+    """Seconds from the first sample's start until the result was delivered: every sample back,
+    or ``settle_grace_s`` after the settle (siblings still stopping are then marked cancelled)."""
     policy: str = ""
     mode: str = ""
+    failure: str | None = None
+    """Why infrastructure left the problem without a real settle (every engine gone, every
+    sample failed): such a problem is not written as done, and a resumed run solves it again."""
     samples: list[SampleRecord] = field(default_factory=list)
 
     @property

@@ -18,7 +18,13 @@ Scheduling modes, per problem:
 - ``launch-all``: every sample at once.
 
 A sample that finishes after its problem settled (its cancel lost the race) is kept in
-the records, marked ``late``, and changes neither the votes nor the answer.
+the records, marked ``late``, and changes neither the votes nor the answer. The result is
+delivered once every sibling has stopped — milliseconds after the settle — and never later
+than ``settle_grace_s`` after it: a sibling still out then (a hung engine) is recorded as
+cancelled, and its return only frees its engine slot.
+
+A problem that infrastructure left without a real settle (every engine given up, every
+sample failed) carries ``ProblemResult.failure``; writers keep it out of the done set.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from raysolve.core.records import Problem, ProblemResult, SampleRecord, SampleRe
 from raysolve.core.voting import Settled, StopPolicy, VoteState, final_decision, parse_policy
 
 MODES = ("pool", "launch-all", "wave")
+
+NO_ENGINE_LEFT = "no engine left"
+"""Settle reason when every engine was given up: a failure, not an answer (solved again on resume)."""
 
 TICK_S = 0.5
 """How often time-based stop rules are re-checked while samples run."""
@@ -78,6 +87,9 @@ class SchedulerSettings:
     max_active_problems: int | None = None
     max_sample_retries: int = 2
     """Retries of a sample whose engine died under it."""
+    settle_grace_s: float | None = 1.0
+    """Longest wait, after the vote settled, for cancelled siblings before the result is
+    delivered anyway (None: wait for all)."""
 
 
 # ---- actions: what the scheduler asks its shell to do ----------------------------------
@@ -107,6 +119,8 @@ class ProblemDone:
 
     key: int
     result: ProblemResult
+    modulus: int | None = None
+    """What the answers were reduced by (for grading outside the scheduler)."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +211,8 @@ class ProblemState:
         )
 
     def request(self, idx: int) -> SampleRequest:
-        return replace(self.template, sample_idx=idx, seed=sample_seed(self.template.seed, idx))
+        return replace(self.template, sample_idx=idx, seed=sample_seed(self.template.seed, idx),
+                       attempt=self.attempts.get(idx, 1))
 
 
 # ---- the scheduler -------------------------------------------------------------------------
@@ -211,7 +226,8 @@ class Scheduler:
     should have in flight.
     """
 
-    def __init__(self, settings: SchedulerSettings, depths: list[int], clock: Callable[[], float]) -> None:
+    def __init__(self, settings: SchedulerSettings, depths: list[int], clock: Callable[[], float],
+                 grade: bool = True) -> None:
         if not depths or min(depths) < 1:
             raise ValueError(f"every engine needs a depth of at least 1, got {depths}")
         self.settings = settings
@@ -223,6 +239,10 @@ class Scheduler:
         """Latency-bound problems (``solve``/``solve_stream``): started before the batch
         queue, first come first served among themselves."""
         self.active: dict[int, ProblemState] = {}
+        self.stopping: dict[int, ProblemState] = {}
+        """Delivered problems with samples still out (past ``settle_grace_s``), until they return."""
+        self.grade = grade
+        """Grade results here (``correct``); the coordinator grades off its event loop instead."""
         self.down: set[int] = set()
         """Engines out of rotation until ``engine_up``."""
         self.dead: set[int] = set()
@@ -237,7 +257,7 @@ class Scheduler:
         self.counters = {
             "problems_done": 0, "samples_started": 0, "samples_finished": 0,
             "samples_cancelled": 0, "samples_retried": 0, "samples_failed": 0, "samples_late": 0,
-            "cancel_calls": 0, "run_calls": 0,
+            "cancel_calls": 0, "run_calls": 0, "samples_after_delivery": 0,
         }
 
     # ---- events -------------------------------------------------------------------------
@@ -253,7 +273,7 @@ class Scheduler:
     def fill(self) -> list[Action]:
         """Start samples until every engine is at its depth or nothing can start."""
         if len(self.dead) == len(self.depths):
-            return self.cancel(lambda state: True, "no engine left")  # answer with what they have
+            return self.cancel(lambda state: True, NO_ENGINE_LEFT)  # answer with what they have
         actions: list[Action] = []
         while True:
             engine = self._free_engine()
@@ -266,6 +286,8 @@ class Scheduler:
 
     def sample_finished(self, key: int, record: SampleRecord) -> list[Action]:
         """Sample ``record.sample_idx`` of problem ``key`` came back (finished or cancelled)."""
+        if key in self.stopping:
+            return self._returned_after_delivery(key, record.sample_idx)
         state = self.active[key]
         dispatched = self._leave(state, record.sample_idx)
         actions = self._on_record(state, record, dispatched)
@@ -275,6 +297,8 @@ class Scheduler:
         """Sample ``idx`` raised instead of returning a record. With ``engine_died`` it is retried
         (up to ``max_sample_retries`` times, unless its problem has settled) and the caller should
         report the engine with ``engine_down``; otherwise it counts as a failed sample."""
+        if key in self.stopping:
+            return self._returned_after_delivery(key, idx)
         state = self.active[key]
         dispatched = self._leave(state, idx)
         actions: list[Action] = []
@@ -333,7 +357,7 @@ class Scheduler:
         for state in list(self.active.values()):
             if state.settled is None and state.started_at is not None:
                 actions += self._decide(state, now)
-                actions += self._maybe_finalize(state)
+            actions += self._maybe_finalize(state)
         return actions + self.fill()
 
     # ---- queries ------------------------------------------------------------------------
@@ -348,6 +372,11 @@ class Scheduler:
             return None
         now = self.clock()
         wake = now + TICK_S
+        grace = self.settings.settle_grace_s
+        if grace is not None:
+            for s in self.active.values():
+                if s.settled_at is not None and s.in_flight:
+                    wake = min(wake, max(now, s.settled_at + grace))
         if self._with_deadline:
             for q in (self.active.values(), self.urgent, self.queue):
                 for s in q:
@@ -367,6 +396,7 @@ class Scheduler:
             "in_flight": sum(self.load),
             "engine_load": list(self.load),
             "engines_down": sorted(self.down),
+            "stopping": len(self.stopping),
         }
 
     # ---- internals ----------------------------------------------------------------------
@@ -392,10 +422,14 @@ class Scheduler:
                 modulus=o.modulus or base.modulus,
             ),
         )
+        num_samples = o.num_samples or cfg.num_samples
+        if template.settings.temperature <= 0 and num_samples > 1:
+            raise ValueError(f"temperature 0 (greedy decoding) with {num_samples} samples: every sample would be "
+                             "the same and the vote would mean nothing; use temperature > 0, or 1 sample")
         state = ProblemState(
             key=key,
             problem=problem,
-            num_samples=o.num_samples or cfg.num_samples,
+            num_samples=num_samples,
             pool_size=None if mode == "launch-all" else (o.pool_size or cfg.pool_size),
             policy=parse_policy(o.stop_policy or cfg.stop_policy),
             template=template,
@@ -528,30 +562,59 @@ class Scheduler:
         return actions
 
     def _maybe_finalize(self, state: ProblemState) -> list[Action]:
-        if state.settled is not None and not state.in_flight and state.key in self.active:
-            return [self._finalize(state, self.clock())]
+        if state.settled is None or state.key not in self.active:
+            return []
+        now = self.clock()
+        grace = self.settings.settle_grace_s
+        if not state.in_flight or (grace is not None and now >= (state.settled_at or now) + grace):
+            return [self._finalize(state, now)]
         return []
 
     def _finalize(self, state: ProblemState, now: float) -> ProblemDone:
         self.active.pop(state.key, None)
         self._with_deadline -= state.deadline is not None
         self.counters["problems_done"] += 1
-        return ProblemDone(state.key, build_result(state, now))
+        if state.in_flight:  # still stopping past the grace: delivered without them
+            t = state.template
+            for idx, (engine, dispatched) in sorted(state.in_flight.items()):
+                state.records.append(SampleRecord(
+                    problem_id=t.problem_id, sample_idx=idx, seed=sample_seed(t.seed, idx), answer=None,
+                    finish_reason="cancelled", cancelled=True, generated_tokens=0, tool_output_tokens=0,
+                    code_calls=0, code_errors=0, wall_s=round(now - dispatched, 4), engine=engine,
+                    attempt=state.attempts.get(idx, 1), error="still stopping when the result was delivered"))
+                self.counters["samples_cancelled"] += 1
+            self.stopping[state.key] = state
+        return ProblemDone(state.key, build_result(state, now, grade=self.grade), state.template.settings.modulus)
+
+    def _returned_after_delivery(self, key: int, idx: int) -> list[Action]:
+        """A sample of an already delivered problem came back: only its engine slot matters now."""
+        state = self.stopping[key]
+        self._leave(state, idx)
+        self.counters["samples_after_delivery"] += 1
+        if not state.in_flight:
+            del self.stopping[key]
+        return self.fill()
 
 
-def build_result(state: ProblemState, now: float) -> ProblemResult:
-    """The ``ProblemResult`` of a settled problem whose samples have all come back."""
+def build_result(state: ProblemState, now: float, grade: bool = True) -> ProblemResult:
+    """The ``ProblemResult`` of a settled problem (``correct`` left None without ``grade``)."""
     decision = state.settled or Settled(None, "cancelled")
     gold = state.problem.answer
     start = state.started_at if state.started_at is not None else now
     records = sorted(state.records, key=lambda r: r.sample_idx)
+    failure = None
+    if decision.reason == NO_ENGINE_LEFT:
+        failure = NO_ENGINE_LEFT
+    elif decision.answer is None and state.finished and state.failed == state.finished:
+        first = next((r.error for r in records if r.finish_reason == "error" and r.error), "")
+        failure = f"every sample failed ({first})" if first else "every sample failed"
     return ProblemResult(
         problem_id=state.problem.id,
         answer=decision.answer,
         settle_reason=decision.reason,
         votes=dict(sorted(state.counts.items(), key=lambda kv: -kv[1])),
         gold=gold,
-        correct=None if gold is None else is_correct(decision.answer, gold, state.template.settings.modulus),
+        correct=None if gold is None or not grade else is_correct(decision.answer, gold, state.template.settings.modulus),
         samples_budget=state.num_samples,
         samples_started=len({r.sample_idx for r in records}),
         samples_finished=state.finished,
@@ -565,6 +628,7 @@ def build_result(state: ProblemState, now: float) -> ProblemResult:
         wall_s=round(now - start, 4),
         policy=state.policy.name,
         mode=state.mode,
+        failure=failure,
         samples=records,
     )
 

@@ -4,7 +4,9 @@ Engine- and Ray-agnostic: it talks to an ``Engine``, a ``Sandbox`` and a
 ``TokenCodec``. Token ids stay here; only the finished ``SampleOutcome`` leaves.
 Cancelling the task that runs ``run_sample`` stops the engine request, closes the
 sandbox session and still returns an outcome (``finish_reason="cancelled"``) with
-the tokens spent so far, so cancelled work is accounted for.
+the tokens spent so far, so cancelled work is accounted for. An engine failure that
+is not the sample's own (``raysolve.core.errors``: a dead or overloaded engine) is
+raised, so the runtime retries the sample instead of counting it as finished.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from raysolve.core.answers import parse_answer
+from raysolve.core.errors import ContextOverflow, error_for
 from raysolve.core.prompting import PromptFormat, TokenCodec
 from raysolve.core.protocols import Engine, GenerationRequest, Sandbox
 from raysolve.core.records import SampleSettings
@@ -93,7 +96,7 @@ async def run_sample(
             out.segments += 1
             segment: list[int] = []
             try:
-                finish, stop, error = await _generate_segment(engine, request, codec, fmt, segment, out, started)
+                finish, stop, error, kind = await _generate_segment(engine, request, codec, fmt, segment, out, started)
             finally:  # counted even when cancelled mid-segment
                 out.generated_tokens += len(segment)
             context.extend(segment)
@@ -101,7 +104,11 @@ async def run_sample(
             pieces.append(text)
             model_pieces.append(text)
             if finish == "error":
-                out.finish_reason, out.error = "error", error
+                failure = error_for(kind, error or "engine error")
+                if failure.retry:
+                    raise failure
+                out.finish_reason = "length" if isinstance(failure, ContextOverflow) else "error"
+                out.error = error
                 break
             if finish == "length":
                 out.finish_reason = "length"
@@ -117,7 +124,7 @@ async def run_sample(
                 block = fmt.limit_block()
             else:
                 if session is None:
-                    session = await sandbox.open_session()
+                    session = await _open_session(sandbox)
                 ran = time.perf_counter()
                 result = await sandbox.run(session, code, cfg.code_timeout_s)
                 out.tool_s += time.perf_counter() - ran
@@ -128,6 +135,10 @@ async def run_sample(
                 block = fmt.output_block(result.text, cfg.max_code_calls - out.code_calls,
                                          failed=result.status != "ok")
             block_ids = codec.encode(block)
+            room = cfg.max_tokens - out.total_tokens
+            if len(block_ids) > room:  # the output would overrun the sample's budget: cut it there
+                block_ids = block_ids[:max(room, 0)]
+                block = codec.decode(block_ids)
             out.tool_output_tokens += len(block_ids)
             context.extend(block_ids)
             pieces.append(block)
@@ -149,8 +160,8 @@ async def _generate_segment(
     engine: Engine, request: GenerationRequest, codec: TokenCodec, fmt: PromptFormat, ids: list[int],
     out: SampleOutcome, started: float,
 ) -> tuple[str, int | None, str | None]:
-    """Stream one segment into ``ids``; returns (finish reason, stop token, error)."""
-    finish, stop, error = "error", None, "engine stream ended without a finish reason"
+    """Stream one segment into ``ids``; returns (finish reason, stop token, error, error kind)."""
+    finish, stop, error, kind = "error", None, "engine stream ended without a finish reason", None
     stream = engine.generate(request)
     try:
         async for delta in stream:
@@ -161,16 +172,16 @@ async def _generate_segment(
                 # The code-end tag spans several tokens: stop the request ourselves.
                 await engine.cancel(request.request_id)
                 ids[:] = _cut_at_string(ids, codec, fmt.code_end)
-                return "stop", None, None
+                return "stop", None, None, None
             if delta.finish_reason is not None:
-                finish, stop, error = delta.finish_reason, delta.stop, delta.error
+                finish, stop, error, kind = delta.finish_reason, delta.stop, delta.error, delta.error_kind
                 break
     except asyncio.CancelledError:
         await engine.cancel(request.request_id)
         raise
     finally:
         await stream.aclose()
-    return finish, stop, error
+    return finish, stop, error, kind
 
 
 def segment_seed(seed: int, segment: int) -> int:
@@ -190,6 +201,21 @@ def _ended_on_code(stop: int | None, text: str, codec: TokenCodec, fmt: PromptFo
     if stop is not None and stop == codec.code_end_token_id:
         return True
     return codec.code_end_token_id is None and text.rstrip().endswith(fmt.code_end)
+
+
+async def _open_session(sandbox: Sandbox) -> str:
+    """Open a sandbox session; one whose opening is cancelled midway is still closed when it
+    arrives, so no session outlives its sample."""
+    opening = asyncio.ensure_future(sandbox.open_session())
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        def close_late(task: asyncio.Future) -> None:
+            if not task.cancelled() and task.exception() is None:
+                asyncio.ensure_future(_close_quietly(sandbox, task.result()))
+
+        opening.add_done_callback(close_late)
+        raise
 
 
 async def _close_quietly(sandbox: Sandbox, session: str) -> None:

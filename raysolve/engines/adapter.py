@@ -17,7 +17,14 @@ from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, ClassVar, Generic, TypeVar
 
 from raysolve.core.protocols import Delta, GenerationRequest
-from raysolve.engines.common import EarlyCancels, count_final, library_request_problem, preflight, request_counters
+from raysolve.engines.common import (
+    EarlyCancels,
+    count_final,
+    library_error_kind,
+    library_request_problem,
+    preflight,
+    request_counters,
+)
 
 __all__ = ["LibraryEngine", "Output"]
 
@@ -179,4 +186,5 @@ class LibraryEngine(ABC, Generic[ConfigT]):
         return Delta(token_ids=new, finish_reason="error", error=f"{self.backend} finished the request with {reason!r}")
 
     def _error(self, exc: Exception) -> Delta:
-        return Delta(finish_reason="error", error=f"{self.backend}: {type(exc).__name__}: {exc}")
+        return Delta(finish_reason="error", error=f"{self.backend}: {type(exc).__name__}: {exc}",
+                     error_kind=library_error_kind(exc))

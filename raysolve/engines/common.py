@@ -78,7 +78,29 @@ def fit_to_room(request: GenerationRequest, room: int, room_name: str) -> tuple[
     return 0, Delta(
         finish_reason="error",
         error=f"prompt of {len(request.prompt_ids)} tokens leaves no room in {room_name} ({room} tokens)",
+        error_kind="context_overflow",
     )
+
+
+_DEAD_PHRASES = ("engine is dead", "enginedead", "engine core died", "executor is shut down", "executor has shut down",
+                 "cuda error", "device-side assert", "nccl error")
+_OVERFLOW_PHRASES = ("maximum context length", "max_model_len", "maximum model length", "exceeds the context",
+                     "longer than the maximum", "max_seq_len")
+_OVERLOAD_PHRASES = ("queue is full", "overloaded", "too many requests", "server is busy")
+
+
+def library_error_kind(exc: BaseException) -> str | None:
+    """The ``raysolve.core.errors`` kind of an exception a library raised under a request: an
+    engine that died (vLLM's ``EngineDeadError``, a CUDA or NCCL error), a context overflow, an
+    overloaded engine; ``None`` for a failure of that request alone."""
+    text = f"{type(exc).__name__}: {exc}".lower()
+    if any(p in text for p in _DEAD_PHRASES):
+        return "engine_dead"
+    if any(p in text for p in _OVERFLOW_PHRASES):
+        return "context_overflow"
+    if any(p in text for p in _OVERLOAD_PHRASES):
+        return "engine_overloaded"
+    return None
 
 
 def library_request_problem(request: GenerationRequest, started: bool, running: bool) -> str | None:

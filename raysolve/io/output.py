@@ -4,6 +4,9 @@ Layout of an output directory:
 - ``problems.jsonl`` — one row per finished problem (``ProblemResult.to_row``);
 - ``samples.jsonl`` — one row per sample (``SampleRecord.to_row``): the replay traces;
 - ``errors.jsonl`` — one row per input row that was skipped, with its row number;
+- ``failed.jsonl`` — one row per problem that infrastructure left without a real settle
+  (``ProblemResult.failure``: every engine gone, every sample failed); such a problem is
+  not done, so a resumed run solves it again;
 - ``summary.json`` — rewritten as results arrive and at the end.
 
 A problem's sample rows are written before its problem row, and both are flushed,
@@ -50,6 +53,8 @@ class RunSummary:
     wall_s: float = 0.0
     settle_reasons: dict[str, int] = field(default_factory=dict)
     resumed_problems: int = 0
+    failed_problems: int = 0
+    """Problems of this run left without a real settle (``failed.jsonl``); not in ``problems``."""
     skip_reasons: dict[str, int] = field(default_factory=dict)
     """Skipped input rows by kind of problem (numbers in the reason replaced by N)."""
 
@@ -103,7 +108,8 @@ class RunSummary:
             f"throughput    {self.tokens_per_s:.0f} tokens/s, {self.problems / max(self.wall_s, 1e-9):.2f}"
             f" problems/s over {self.wall_s:.1f} s",
             f"settled by    {', '.join(f'{k}: {v}' for k, v in sorted(self.settle_reasons.items()))}",
-        ]
+        ] + ([f"failed        {self.failed_problems} problems without a real settle (see failed.jsonl):"
+              " run again to solve them"] if self.failed_problems else [])
 
 
 class ResultWriter:
@@ -115,10 +121,11 @@ class ResultWriter:
         self.problems_path = self.dir / "problems.jsonl"
         self.samples_path = self.dir / "samples.jsonl"
         self.errors_path = self.dir / "errors.jsonl"
+        self.failed_path = self.dir / "failed.jsonl"
         self.shard_rows = shard_rows
         self.shards = ParquetShards(self.dir) if shard_rows else None
         if not resume:
-            for p in (self.problems_path, self.samples_path, self.errors_path):
+            for p in (self.problems_path, self.samples_path, self.errors_path, self.failed_path):
                 p.unlink(missing_ok=True)
             if self.shards is not None:
                 self.shards.clear()
@@ -128,6 +135,7 @@ class ResultWriter:
         self._problems: TextIO = self.problems_path.open("a", encoding="utf-8")
         self._samples: TextIO = self.samples_path.open("a", encoding="utf-8")
         self._errors: TextIO = self.errors_path.open("a", encoding="utf-8")
+        self._failed: TextIO = self.failed_path.open("a", encoding="utf-8")
         self.started = time.perf_counter()
 
     def write(self, result: ProblemResult) -> None:
@@ -140,6 +148,14 @@ class ResultWriter:
         self._journal_rows += 1
         if self.shard_rows and self._journal_rows >= self.shard_rows:
             self.flush_shard()
+
+    def write_failed(self, result: ProblemResult) -> None:
+        """Record a problem that infrastructure left without a real settle; it stays not done."""
+        row = {"problem_id": result.problem_id, "failure": result.failure, "settle_reason": result.settle_reason,
+               "samples_started": result.samples_started, "samples_failed": result.samples_failed,
+               "errors": sorted({r.error for r in result.samples if r.error})[:5], "time": time.time()}
+        self._failed.write(json.dumps(row) + "\n")
+        self._failed.flush()
 
     def flush_shard(self) -> None:
         """Move the journal's rows into the next Parquet shard pair (no-op without shards)."""
@@ -169,7 +185,7 @@ class ResultWriter:
 
     def close(self) -> None:
         self.flush_shard()
-        for f in (self._problems, self._samples, self._errors):
+        for f in (self._problems, self._samples, self._errors, self._failed):
             f.close()
         if self.shards is not None:  # the journal is empty now
             for path in (self.problems_path, self.samples_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from raysolve.core.prompting import PromptFormat
 from raysolve.core.records import SampleSettings
@@ -113,6 +113,13 @@ class SchedulingConfig(_Strict):
     """Cap on problems in progress at once; None: as many as keep the engines full."""
     max_sample_retries: int = Field(2, ge=0)
     """Retries of a sample whose engine actor died under it."""
+    engine_hang_s: float | None = Field(300.0, gt=0)
+    """An engine actor with samples in flight that made no progress (no token, no sample
+    ending) for this long is taken as hung: its actor is restarted and its samples retried
+    (None: no watchdog)."""
+    settle_grace_s: float | None = Field(1.0, ge=0)
+    """Longest wait after a vote settled for the cancelled siblings to stop before the result
+    is delivered anyway (they are then recorded as cancelled; None: wait for all)."""
     engine_recovery_s: float = Field(300.0, gt=0)
     """How long a dead engine actor may take to come back (restart, model loading) before
     it is given up; when every engine is given up, all problems are answered as they stand."""
@@ -141,6 +148,14 @@ class SolverConfig(_Strict):
     """Store each sample's generated text in its record."""
     prompt_template: str | None = None
     """Override of the user prompt (fields ``{problem}`` and ``{max_code_calls}``)."""
+
+    @model_validator(mode="after")
+    def _samples_must_differ(self) -> "SolverConfig":
+        if self.sampling.temperature <= 0 and self.scheduling.num_samples > 1:
+            raise ValueError(f"sampling.temperature 0 (greedy) with scheduling.num_samples "
+                             f"{self.scheduling.num_samples}: every sample would be identical and the vote "
+                             "meaningless; use temperature > 0, or num_samples 1")
+        return self
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "SolverConfig":
@@ -185,7 +200,7 @@ class SolverConfig(_Strict):
                 code_timeout_s=self.budget.code_timeout_s, temperature=self.sampling.temperature,
                 top_p=self.sampling.top_p, top_k=self.sampling.top_k, modulus=self.modulus),
             seed=self.seed, max_active_problems=s.max_active_problems,
-            max_sample_retries=s.max_sample_retries)
+            max_sample_retries=s.max_sample_retries, settle_grace_s=s.settle_grace_s)
 
     def prompt_format(self) -> PromptFormat:
         kwargs: dict[str, Any] = {"max_output_chars": self.budget.max_output_chars}

@@ -8,14 +8,26 @@ carries out the actions it answers with (Ray calls to engine actors, results to
 callers). It runs on one asyncio loop (a Ray async actor), so its state needs no locks,
 and its cost is O(samples): one message per sample start, one per sample result and
 one per cancellation batch — never tokens.
+
+Failures (``raysolve.core.errors``): a sample whose engine actor died, reported itself
+dead, or was unreachable is retried; an engine that said it is dead, or that made no
+progress for ``scheduling.engine_hang_s`` (the watchdog), has its actor restarted, and is
+back in rotation once it answers ``ready`` again. Grading runs in a thread with a timeout,
+off this loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, AsyncIterator
+
+from raysolve.core.answers import is_correct
+from raysolve.core.errors import find_sample_error
 
 from raysolve.core.records import Problem, ProblemResult
 from raysolve.core.scheduling import (
@@ -32,6 +44,10 @@ from raysolve.runtime.config import SolverConfig
 
 _RECOVERY_POLL_S = 0.5
 """How often a dead engine actor is asked whether it is back."""
+_GRADE_TIMEOUT_S = 10.0
+"""Longest a result's grading (SymPy, math-verify) may take; past it ``correct`` stays None."""
+
+log = logging.getLogger(__name__)
 
 
 class Coordinator:
@@ -40,7 +56,11 @@ class Coordinator:
     def __init__(self, config: SolverConfig, engines: list[Any], depths: list[int]) -> None:
         self.config = config
         self.engines = engines
-        self.scheduler = Scheduler(config.scheduler_settings(), depths, clock=time.monotonic)
+        self.scheduler = Scheduler(config.scheduler_settings(), depths, clock=time.monotonic, grade=False)
+        self._grader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="grade")
+        self.health = {"engines_restarted": 0, "engines_hung": 0, "engines_reported_dead": 0,
+                       "engines_unreachable": 0, "grading_timeouts": 0}
+        self._watchdog: asyncio.Task | None = None
         self.done: deque[ProblemResult] = deque()
         self._done_event = asyncio.Event()
         self._futures: dict[int, asyncio.Future] = {}
@@ -123,7 +143,7 @@ class Coordinator:
         return self._profiler.set(on)
 
     async def stats(self) -> dict[str, Any]:
-        return {**self.scheduler.stats(), "cpu_s": time.process_time()}  # the process is the coordinator's
+        return {**self.scheduler.stats(), **self.health, "cpu_s": time.process_time()}  # the process is the coordinator's
 
     async def take_cancel_latencies(self) -> dict[str, list[float]]:
         """The settle-to-stopped and settle-to-acknowledged latencies (seconds) since the last call;
@@ -144,6 +164,8 @@ class Coordinator:
         return key
 
     def _run(self, actions: list[Action]) -> None:
+        if self._watchdog is None and self.config.scheduling.engine_hang_s is not None:
+            self._watchdog = asyncio.ensure_future(self._watch())
         for action in actions:
             if isinstance(action, StartSample):
                 self._spawn(self._await_sample(action))
@@ -164,17 +186,33 @@ class Coordinator:
 
     async def _await_sample(self, start: StartSample) -> None:
         request = start.request
+        engine = self.engines[start.engine]
         try:
-            record = await self.engines[start.engine].run_sample.remote(request)
-        except Exception as exc:  # actor died (retry) or the task raised (a failed sample)
+            record = await engine.run_sample.remote(request)
+        except Exception as exc:  # the engine failed under the sample (retry) or the sample raised
             import ray.exceptions as rex
 
-            died = isinstance(exc, (rex.RayActorError, rex.ActorUnavailableError))
-            if died:
+            failure = find_sample_error(exc)
+            retry = failure is not None and failure.retry
+            if isinstance(exc, rex.ActorUnavailableError):  # unreachable: the sample may still run there
+                self.health["engines_unreachable"] += 1
+                self._spawn(self._cancel_quietly(engine, request.key))
                 self._engine_down(start.engine)
-            self._run(self.scheduler.sample_failed(request.run_key, request.sample_idx, _describe(exc), died))
+                retry = True
+            elif isinstance(exc, rex.RayActorError):  # the actor process died (Ray restarts it)
+                self._engine_down(start.engine)
+                retry = True
+            elif failure is not None and failure.engine_unhealthy:  # alive, but its engine is not
+                self._restart_engine(start.engine, f"{failure.kind}: {failure}")
+            self._run(self.scheduler.sample_failed(request.run_key, request.sample_idx, _describe(exc), retry))
             return
         self._run(self.scheduler.sample_finished(request.run_key, record))
+
+    async def _cancel_quietly(self, engine: Any, key: str) -> None:
+        try:
+            await engine.cancel.remote([key])
+        except Exception:
+            pass
 
     def _cancel_on_engine(self, cancel: CancelSamples) -> None:
         ref = self.engines[cancel.engine].cancel.remote(list(cancel.keys))
@@ -191,6 +229,27 @@ class Coordinator:
         self.cancel_latencies_s["stopped"].append(max(0.0, stopped_at - settled_wall))
 
     def _deliver(self, done: ProblemDone) -> None:
+        """Grade the result off the event loop, then hand it on (``_hand_over``)."""
+        if done.result.gold is None:
+            self._hand_over(done)
+            return
+        self._spawn(self._grade_then_hand_over(done))
+
+    async def _grade_then_hand_over(self, done: ProblemDone) -> None:
+        r = done.result
+        loop = asyncio.get_running_loop()
+        try:
+            correct = await asyncio.wait_for(
+                loop.run_in_executor(self._grader, is_correct, r.answer, r.gold, done.modulus), _GRADE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            self.health["grading_timeouts"] += 1
+            correct = None
+        except Exception:  # a grader bug must not lose the result
+            log.exception("grading %s failed", r.problem_id)
+            correct = None
+        self._hand_over(replace(done, result=replace(r, correct=correct)))
+
+    def _hand_over(self, done: ProblemDone) -> None:
         """To the one caller waiting on the problem (even one that went away: never to ``poll``),
         else to the batch results."""
         future = self._futures.pop(done.key, None)
@@ -201,7 +260,45 @@ class Coordinator:
             self.done.append(done.result)
             self._done_event.set()
 
-    # ---- engines that die ---------------------------------------------------------------
+    # ---- engines that die or hang ---------------------------------------------------------
+
+    def _restart_engine(self, engine: int, reason: str) -> None:
+        """Kill an engine's actor that is alive but unusable, so that Ray starts it again (a new
+        process that loads the engine afresh); its samples in flight fail over and are retried."""
+        if engine in self._recovering:  # already on its way back
+            return
+        import ray
+
+        log.warning("engine %d is unusable (%s): restarting its actor", engine, reason)
+        self.health["engines_restarted"] += 1
+        self._engine_down(engine)
+        ray.kill(self.engines[engine], no_restart=False)
+
+    async def _watch(self) -> None:
+        """The hang watchdog: an engine with samples in flight that made no progress for
+        ``engine_hang_s`` (or does not answer a heartbeat within it) is restarted."""
+        hang = self.config.scheduling.engine_hang_s
+        assert hang is not None
+        while True:
+            await asyncio.sleep(min(5.0, hang / 4))
+            watched = [i for i in range(len(self.engines))
+                       if self.scheduler.load[i] and i not in self.scheduler.down]
+            beats = await asyncio.gather(*(self._heartbeat(i, hang) for i in watched))
+            for i, idle in zip(watched, beats):
+                if idle is not None and idle >= hang and i not in self.scheduler.down:
+                    self.health["engines_hung"] += 1
+                    self._restart_engine(i, f"no progress for {idle:.1f} s")
+
+    async def _heartbeat(self, engine: int, hang: float) -> float | None:
+        """Seconds the engine has made no progress (inf: no answer within ``hang``; None: its
+        actor is dead, which its samples report themselves)."""
+        try:
+            beat = await asyncio.wait_for(self.engines[engine].heartbeat.remote(), hang)
+        except asyncio.TimeoutError:
+            return float("inf")
+        except Exception:
+            return None
+        return float(beat["idle_s"])
 
     def _engine_down(self, engine: int) -> None:
         """Take a dead engine out of rotation and watch for its restart."""

@@ -4,6 +4,10 @@ Tokens never leave this actor: it takes whole ``SampleRequest``s, runs each
 sample's tool-integrated loop on its own event loop (code goes to a sandbox
 actor), and returns one ``SampleRecord`` per sample. ``cancel`` stops samples in
 milliseconds; the loop then frees the engine request and the sandbox session.
+
+Health: once its engine reports itself dead (``raysolve.core.errors.EngineDead``), the actor
+refuses new samples with the same error until the coordinator restarts it; ``heartbeat``
+says how long the engine has made no progress, for the coordinator's hang watchdog.
 """
 
 from __future__ import annotations
@@ -11,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
-from typing import Any
+from typing import Any, AsyncIterator
 
 from raysolve.runtime.config import SolverConfig
 from raysolve.engines import make_engine
 from raysolve.core.protocols import Engine
+from raysolve.core.errors import EngineDead, SampleError
 from raysolve.core.prompting import HFTokenCodec, TokenCodec
+from raysolve.core.protocols import Delta, GenerationRequest
 from raysolve.core.records import SampleRecord, SampleRequest
-from raysolve.core.protocols import Sandbox
 from raysolve.core.timing import latency_summary_ms
 from raysolve.core.tir import SampleSpec, run_sample
 
@@ -39,14 +44,18 @@ class EngineActor:
         self.index = index
         self.config = config
         # Looked up by name, not passed as a handle: a restarted actor finds it again.
-        self.sandbox: Sandbox = RemoteSandbox(ray.get_actor(sandbox_actor))
+        self.sandbox = RemoteSandbox(ray.get_actor(sandbox_actor), owner=f"engine-{index}")
         self.fmt = config.prompt_format()
         self.engine: Engine = make_engine(config.engine.backend, **config.engine.options)
         self.codec: TokenCodec | None = None
         self._started: asyncio.Task | None = None
         self._tasks: dict[str, asyncio.Task] = {}
         self._early_cancels: dict[str, float] = {}
-        self._prompts: OrderedDict[tuple[str, str], tuple[int, ...]] = OrderedDict()
+        self._prompts: OrderedDict[tuple[str, str, int], tuple[int, ...]] = OrderedDict()
+        self._progress_at = time.monotonic()
+        """When the engine last produced a token or a sample ended (``heartbeat``)."""
+        self._dead: str | None = None
+        """Why the engine is unusable, once it said so: new samples are refused until a restart."""
         self.counters = {"samples_done": 0, "samples_cancelled": 0}
         self._cancel_at: dict[str, float] = {}
         self.cancel_latencies_s: deque[float] = deque(maxlen=_LATENCY_WINDOW)
@@ -62,12 +71,20 @@ class EngineActor:
         await self._ensure_started()
         if self._early_cancels.pop(request.key, None) is not None:
             return self._record(request, None, cancelled=True)
+        if self._dead is not None:
+            raise EngineDead(f"engine {self.index} is unusable: {self._dead}")
         spec = SampleSpec(request.key, self._prompt_ids(request), request.seed, request.settings)
         assert self.codec is not None
-        task = asyncio.ensure_future(run_sample(spec, self.engine, self.sandbox, self.codec, self.fmt))
+        if not self._tasks:
+            self._progress_at = time.monotonic()  # idle time counts from the first sample in flight
+        task = asyncio.ensure_future(run_sample(spec, _Watched(self), self.sandbox, self.codec, self.fmt))
         self._tasks[request.key] = task
         try:
             outcome = await task
+        except SampleError as exc:
+            if exc.engine_unhealthy and self._dead is None:
+                self._dead = str(exc)
+            raise
         except asyncio.CancelledError:
             if not task.cancelled():  # this call itself was cancelled (ray.cancel): stop the sample too
                 task.cancel()
@@ -77,6 +94,7 @@ class EngineActor:
             return self._record(request, None, cancelled=True)
         finally:
             self._tasks.pop(request.key, None)
+            self._progress_at = time.monotonic()
             cancelled_at = self._cancel_at.pop(request.key, None)
             if cancelled_at is not None:
                 self.cancel_latencies_s.append(time.monotonic() - cancelled_at)
@@ -103,6 +121,13 @@ class EngineActor:
         if stopping:
             await asyncio.wait(stopping, timeout=_CANCEL_WAIT_S)
         return time.time()
+
+    def heartbeat(self) -> dict[str, Any]:
+        """For the coordinator's hang watchdog: samples running, and seconds since the engine last
+        made progress (a token, a sample ending) while any ran (0 when idle)."""
+        running = len(self._tasks)
+        idle = time.monotonic() - self._progress_at if running else 0.0
+        return {"running": running, "idle_s": idle, "dead": self._dead}
 
     def stats(self) -> dict[str, Any]:
         summary = latency_summary_ms(self.cancel_latencies_s)
@@ -157,13 +182,16 @@ class EngineActor:
         await asyncio.shield(self._started)
 
     async def _start(self) -> None:
+        # A restarted actor: the sessions of its earlier incarnation's samples were never closed.
+        await self.sandbox.close_owned()
         await self.engine.start()
         codec = getattr(self.engine, "codec", None)
         self.codec = codec if codec is not None else HFTokenCodec(self.engine.tokenizer, self.fmt.code_end)
 
     def _prompt_ids(self, request: SampleRequest) -> tuple[int, ...]:
-        """Render a problem's prompt once for all its samples on this actor."""
-        key = (request.problem_id, request.problem_text)
+        """Render a problem's prompt once for all its samples on this actor (keyed on everything
+        that shapes it: the text and the number of code calls it announces)."""
+        key = (request.problem_id, request.problem_text, request.settings.max_code_calls)
         ids = self._prompts.get(key)
         if ids is None:
             assert self.codec is not None
@@ -192,6 +220,25 @@ class EngineActor:
             error=outcome.error if outcome else None,
             text=outcome.text if (outcome and self.config.keep_text) else None,
         )
+
+
+class _Watched:
+    """The actor's engine as the tool loop sees it: every delta counts as progress (``heartbeat``)."""
+
+    def __init__(self, actor: EngineActor) -> None:
+        self._actor = actor
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        stream = self._actor.engine.generate(request)
+        try:
+            async for delta in stream:
+                self._actor._progress_at = time.monotonic()
+                yield delta
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    async def cancel(self, request_id: str) -> None:
+        await self._actor.engine.cancel(request_id)
 
 
 def _children_devices() -> list[dict[str, Any]]:

@@ -119,10 +119,21 @@ class Solver:
                 yield result
 
     def stats(self) -> dict[str, Any]:
-        return {
-            "coordinator": ray.get(self.coordinator.stats.remote()),
-            "engines": ray.get([e.stats.remote() for e in self.engines]),
-        }
+        """The coordinator's counters and each engine actor's (``{"index": i, "unavailable": why}``
+        for one that is restarting or gone)."""
+        engines = []
+        for i, ref in enumerate([e.stats.remote() for e in self.engines]):
+            try:
+                engines.append(ray.get(ref, timeout=30))
+            except Exception as exc:  # restarting after a failure, or given up
+                engines.append({"index": i, "unavailable": type(exc).__name__})
+        sandboxes = []
+        for ref in [sb.stats.remote() for sb in self.sandboxes]:
+            try:
+                sandboxes.append(ray.get(ref, timeout=30))
+            except Exception as exc:
+                sandboxes.append({"unavailable": type(exc).__name__})
+        return {"coordinator": ray.get(self.coordinator.stats.remote()), "engines": engines, "sandboxes": sandboxes}
 
     def shutdown(self) -> None:
         """Close the engines (their worker processes free the GPUs), then kill the actors."""

@@ -23,6 +23,7 @@ import ray
 from ray.actor import ActorHandle
 from ray.exceptions import RayError
 
+from raysolve.core.errors import SandboxLost
 from raysolve.core.protocols import ExecResult
 from raysolve.sandbox.config import SandboxConfig
 from raysolve.sandbox.session import LocalSandbox
@@ -42,14 +43,20 @@ class SandboxPool:
             self._box = LocalSandbox(self._config)
         return self._box
 
-    async def open_session(self) -> str:
-        return await self._sandbox().open_session()
+    async def open_session(self, owner: str | None = None) -> str:
+        return await self._sandbox().open_session(owner=owner)
 
-    async def run(self, session_id: str, code: str, timeout_s: float | None = None) -> ExecResult:
+    async def close_owned(self, owner: str) -> int:
+        """Close every session ``owner`` opened: a restarted engine actor's earlier samples are
+        gone without closing theirs. Returns how many."""
+        return await self._sandbox().close_owned(owner)
+
+    async def run(self, session_id: str, code: str, timeout_s: float | None = None,
+                  owner: str | None = None) -> ExecResult:
         box = self._sandbox()
         recreated = not box.has_session(session_id)
         if recreated:
-            await box.open_session(session_id)
+            await box.open_session(session_id, owner=owner)
         result = await box.run(session_id, code, timeout_s)
         if recreated:
             result = replace(result, stderr=f"{RESTART_NOTE}\n{result.stderr}" if result.stderr else RESTART_NOTE)
@@ -119,16 +126,22 @@ def sandbox_pool_actor(
 class RemoteSandbox:
     """The ``Sandbox`` protocol over a ``SandboxPool`` actor handle."""
 
-    def __init__(self, handle: ActorHandle) -> None:
+    def __init__(self, handle: ActorHandle, owner: str | None = None) -> None:
         self._handle = handle
+        self.owner = owner
+        """Whose sessions these are (an engine actor's stable name): ``close_owned`` closes them all."""
 
     async def open_session(self) -> str:
-        return await self._handle.open_session.remote()
+        """Raises ``SandboxLost`` when the pool actor does not answer (the sample is retried)."""
+        try:
+            return await self._handle.open_session.remote(self.owner)
+        except RayError as exc:
+            raise SandboxLost(f"the sandbox service is unavailable ({type(exc).__name__})") from exc
 
     async def run(self, session_id: str, code: str, timeout_s: float | None = None) -> ExecResult:
         """Never raises for code or actor trouble; cancelling it cancels the
         actor task, which kills the worker."""
-        ref = self._handle.run.remote(session_id, code, timeout_s)
+        ref = self._handle.run.remote(session_id, code, timeout_s, self.owner)
         try:
             return await ref
         except asyncio.CancelledError:
@@ -142,3 +155,12 @@ class RemoteSandbox:
             await self._handle.close.remote(session_id)
         except RayError:
             pass
+
+    async def close_owned(self) -> int:
+        """Close every session of this owner (0 when the pool does not answer)."""
+        if self.owner is None:
+            return 0
+        try:
+            return await self._handle.close_owned.remote(self.owner)
+        except RayError:
+            return 0

@@ -33,6 +33,10 @@ class SandboxConfig:
     """Workers kept alive for idle sessions; beyond it the least recently used idle
     session's worker is stopped and its state is rebuilt by replay when it runs again."""
 
+    session_ttl_s: float = 3600.0
+    """A session nobody ran code in for this long is closed: its sample is gone without closing
+    it (an engine actor that died mid-sample, a caller that vanished)."""
+
     replay_budget_s: float = 20.0
     """Most wall time spent re-running earlier cells after a worker was lost."""
 

@@ -58,6 +58,7 @@ class _Session:
     next_cell: int = 1
     last_used: float = field(default_factory=time.monotonic)
     closed: bool = False
+    owner: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     seeded: bool = False  # the current worker has had the session's seed
 
@@ -83,17 +84,21 @@ class LocalSandbox:
         self.memory_recycled = 0
         """Workers stopped after a run because they held more than ``idle_memory_mb``."""
         self._isolation_checked = False
+        self.sessions_abandoned = 0
+        """Sessions closed by ``session_ttl_s``."""
 
     # ------------------------------------------------------------ protocol
 
-    async def open_session(self, session_id: str | None = None) -> str:
-        """Register a session (its worker starts on the first run)."""
+    async def open_session(self, session_id: str | None = None, owner: str | None = None) -> str:
+        """Register a session (its worker starts on the first run); ``owner`` groups sessions for
+        ``close_owned``."""
         if self._closed:
             raise RuntimeError("sandbox is shut down")
         sid = session_id or uuid.uuid4().hex
         if sid in self._sessions:
             raise ValueError(f"session {sid!r} already exists")
-        self._sessions[sid] = _Session(sid)
+        await self._close_abandoned()
+        self._sessions[sid] = _Session(sid, owner=owner)
         self._ensure_warm()
         return sid
 
@@ -176,6 +181,7 @@ class LocalSandbox:
             "fork_server_starts": self._server_starts,
             "fork_server_pid": self.fork_server_pid or 0,
             "memory_recycled": self.memory_recycled,
+            "sessions_abandoned": self.sessions_abandoned,
         }
 
     def worker_pids(self) -> list[int]:
@@ -395,6 +401,22 @@ class LocalSandbox:
                 await worker.close()
                 return
             self._warm.append(worker)
+
+    async def close_owned(self, owner: str) -> int:
+        """Close every session of ``owner``; returns how many."""
+        sids = [sid for sid, s in self._sessions.items() if s.owner == owner]
+        for sid in sids:
+            await self.close(sid)
+        self.sessions_abandoned += len(sids)
+        return len(sids)
+
+    async def _close_abandoned(self) -> None:
+        """Close sessions unused for ``session_ttl_s`` (their samples ended without closing them)."""
+        cutoff = time.monotonic() - self.config.session_ttl_s
+        stale = [sid for sid, s in self._sessions.items() if s.last_used < cutoff and not s.lock.locked()]
+        for sid in stale:
+            await self.close(sid)
+        self.sessions_abandoned += len(stale)
 
     def _evict_idle(self) -> None:
         live = [s for s in self._sessions.values() if s.worker is not None and s.worker.alive]

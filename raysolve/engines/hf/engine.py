@@ -318,9 +318,12 @@ class HFEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         rid = request.request_id
         problem = self._validate(request)
+        if problem is None and not self.manager.is_running():
+            problem = "the generation thread has stopped (see the log)"
         if problem is not None:
             self._counters["requests_failed"] += 1
-            yield Delta(finish_reason="error", error=problem)
+            dead = self.manager is None or not self.manager.is_running()
+            yield Delta(finish_reason="error", error=problem, error_kind="engine_dead" if dead else "bad_request")
             return
         stops = frozenset(self.eos_token_ids) | frozenset(int(t) for t in request.stop_token_ids)
         stream = _Stream(rid, asyncio.get_running_loop(), stops)
@@ -364,7 +367,8 @@ class HFEngine:
             if added is None:
                 stream.done = True
                 self._counters["requests_failed"] += 1
-                yield Delta(finish_reason="error", error="the generation manager is not accepting requests")
+                yield Delta(finish_reason="error", error="the generation manager is not accepting requests",
+                            error_kind="engine_dead")
                 return
             while True:
                 await stream.event.wait()
@@ -375,7 +379,7 @@ class HFEngine:
                 if stream.failure is not None:
                     stream.done = True
                     self._counters["requests_failed"] += 1
-                    yield Delta(finish_reason="error", error=stream.failure)
+                    yield Delta(finish_reason="error", error=stream.failure, error_kind="engine_dead")
                     return
                 out = stream.latest
                 tokens = out.generated_tokens[:max_tokens]

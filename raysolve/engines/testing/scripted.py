@@ -74,6 +74,10 @@ def directive_script(text: str, request: GenerationRequest) -> str:
     idx = int(request.request_id.rsplit("#", 1)[1].split("/", 1)[0])
     if spec.get("crash_once"):
         _crash_once(spec["crash_once"])
+    for fault in ("dead", "hang"):
+        marker = spec.get(f"{fault}_once")
+        if marker and _first_time(marker):
+            raise ScriptedFault(fault)
     if spec.get("code") == "1" and "```output" not in text:
         return f"Let me compute.<tool_call>\n```python\nx = {idx} * 2\nprint(x)\n```\n</tool_call>"
     filler = "." * lengths[idx % len(lengths)]
@@ -87,12 +91,35 @@ def crash_once_problem(marker: str, answers: Sequence[str], lengths: Sequence[in
     return directive_problem(answers, lengths, code=False) + f"crash_once={marker};"
 
 
-def _crash_once(marker: str) -> None:
+def fault_once_problem(fault: str, marker: str, answers: Sequence[str], lengths: Sequence[int] = (40,)) -> str:
+    """A ``directive_problem`` whose first sample to start, on any engine, breaks that engine —
+    once (the file ``marker`` records it): ``dead`` makes it report every request as
+    ``engine_dead`` from then on, ``hang`` makes it stop producing tokens for every request,
+    without failing (only the coordinator's watchdog notices). Both last until the actor restarts."""
+    if fault not in ("dead", "hang"):
+        raise ValueError(f"unknown fault {fault!r}")
+    return directive_problem(answers, lengths, code=False) + f"{fault}_once={marker};"
+
+
+class ScriptedFault(Exception):
+    """Raised by the script to break the scripted engine (``fault_once_problem``)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def _first_time(marker: str) -> bool:
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
-        return
-    os._exit(1)
+        return False
+    return True
+
+
+def _crash_once(marker: str) -> None:
+    if _first_time(marker):
+        os._exit(1)
 
 
 @dataclass
@@ -111,6 +138,8 @@ class ScriptedEngine:
         self.codec = CharCodec()
         self._cancelled: set[str] = set()
         self._active: set[str] = set()
+        self._fault: str | None = None
+        """``dead`` or ``hang`` once a ``fault_once_problem`` broke this engine."""
         self.counters = {"tokens_generated": 0, "requests_started": 0,
                          "requests_finished": 0, "requests_cancelled": 0}
 
@@ -122,7 +151,15 @@ class ScriptedEngine:
         self._active.add(request.request_id)
         try:
             text = self.codec.decode(request.prompt_ids)
-            planned = self.codec.encode(self.config.script(text, request)) + list(self.codec.eos_token_ids)
+            try:
+                script = self.config.script(text, request) if self._fault is None else ""
+            except ScriptedFault as fault:
+                self._fault = fault.kind
+                script = ""
+            if self._fault == "dead":
+                yield Delta(finish_reason="error", error="scripted engine: dead", error_kind="engine_dead")
+                return
+            planned = self.codec.encode(script) + list(self.codec.eos_token_ids)
             stops = set(request.stop_token_ids) | set(self.codec.eos_token_ids)
             step = self.config.tokens_per_delta
             emitted = 0
@@ -130,6 +167,11 @@ class ScriptedEngine:
                 if request.request_id in self._cancelled:
                     self.counters["requests_cancelled"] += 1
                     yield Delta(finish_reason="cancelled")
+                    return
+                while self._fault == "hang":  # a hung engine: no tokens, no error, cancels ignored
+                    await asyncio.sleep(3600)
+                if self._fault == "dead":  # every request in flight fails with it
+                    yield Delta(finish_reason="error", error="scripted engine: dead", error_kind="engine_dead")
                     return
                 chunk = planned[emitted: emitted + step][: request.max_tokens - emitted]
                 hit = next((k for k, t in enumerate(chunk) if t in stops), None)
