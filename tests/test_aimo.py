@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import time
-
+from pathlib import Path
 
 import pytest
 
