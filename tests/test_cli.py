@@ -119,3 +119,43 @@ def test_gpu_flags_build_the_placement_config():
     assert cfg.engine.options["model"] == "/m" and cfg.engine.env_vars["NCCL_NVLS_ENABLE"] == "0"
     with pytest.raises(SystemExit):
         _parser().parse_args(["solve", "x.jsonl", "--engines", "many"])
+
+
+def test_problems_left_without_an_engine_are_not_done_and_a_rerun_solves_them(ray_local, tmp_path):
+    # The first problem's first sample makes its engine report itself dead; with no restarts
+    # allowed and a 2 s recovery limit the engine is given up, so the rest of the run ends with
+    # "no engine left". Those problems go to failed.jsonl (exit 1), not to the results; the rerun
+    # (the fault fires once) solves exactly them.
+    import yaml
+
+    from raysolve.engines.testing.scripted import fault_once_problem
+
+    rows = [{"id": "p0", "problem": fault_once_problem("dead", str(tmp_path / "broke"), ["0"], [20]), "answer": "0"}]
+    rows += [{"id": f"p{i}", "problem": directive_problem([str(i)], [20], code=False), "answer": str(i)}
+             for i in range(1, 4)]
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    config = tmp_path / "scripted.yaml"
+    config.write_text(yaml.safe_dump({
+        "engine": {"backend": "scripted", "num_cpus": 0.5, "max_restarts": 0, "options": {"tokens_per_s": 4000}},
+        "scheduling": {"engine_recovery_s": 2.0, "num_samples": 2, "pool_size": 2}}))
+    out = tmp_path / "out"
+    flags = ["--out", str(out), "--config", str(config), "--address", ray_local.get_runtime_context().gcs_address]
+    proc = _solve(str(problems), *flags, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    failed = [json.loads(x) for x in (out / "failed.jsonl").read_text().splitlines()]
+    assert failed and all(f["failure"] == "no engine left" for f in failed)
+    done = [json.loads(x)["problem_id"] for x in (out / "problems.jsonl").read_text().splitlines()]
+    assert not set(done) & {f["problem_id"] for f in failed}
+    assert "run again to solve them" in proc.stdout
+    assert json.loads((out / "summary.json").read_text())["failed_problems"] == len(failed)
+
+    config.write_text(yaml.safe_dump({"engine": {"backend": "scripted", "num_cpus": 0.5,
+                                                 "options": {"tokens_per_s": 4000}},
+                                      "scheduling": {"num_samples": 2, "pool_size": 2}}))
+    proc = _solve(str(problems), *flags, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    done = [json.loads(x)["problem_id"] for x in (out / "problems.jsonl").read_text().splitlines()]
+    assert sorted(done) == ["p0", "p1", "p2", "p3"]  # each exactly once
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["problems"] == 4 and summary["correct"] == 4 and summary["failed_problems"] == 0
