@@ -28,7 +28,6 @@ from typing import Any, AsyncIterator
 
 from raysolve.core.answers import is_correct
 from raysolve.core.errors import find_sample_error
-
 from raysolve.core.records import Problem, ProblemResult
 from raysolve.core.scheduling import (
     Action,
@@ -44,8 +43,10 @@ from raysolve.runtime.config import SolverConfig
 
 _RECOVERY_POLL_S = 0.5
 """How often a dead engine actor is asked whether it is back."""
-_GRADE_TIMEOUT_S = 10.0
-"""Longest a result's grading (SymPy, math-verify) may take; past it ``correct`` stays None."""
+_GRADE_TIMEOUT_S = 120.0
+"""Longest a result's grading (SymPy, math-verify) may take, queueing included; past it ``correct``
+stays None. Grading runs beside the loop, so this only bounds a grader that never returns: it is
+far above a normal grading (milliseconds) even on a starved host."""
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ class Coordinator:
         self.config = config
         self.engines = engines
         self.scheduler = Scheduler(config.scheduler_settings(), depths, clock=time.monotonic, grade=False)
-        self._grader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="grade")
+        self._grader = ThreadPoolExecutor(max_workers=4, thread_name_prefix="grade")
+        self._grader.submit(is_correct, "1", "1", None)  # the grader's first call imports its parsers (seconds)
         self.health = {"engines_restarted": 0, "engines_hung": 0, "engines_reported_dead": 0,
                        "engines_unreachable": 0, "grading_timeouts": 0}
         self._watchdog: asyncio.Task | None = None
@@ -203,6 +205,8 @@ class Coordinator:
                 self._engine_down(start.engine)
                 retry = True
             elif failure is not None and failure.engine_unhealthy:  # alive, but its engine is not
+                if start.engine not in self._recovering:
+                    self.health["engines_reported_dead"] += 1
                 self._restart_engine(start.engine, f"{failure.kind}: {failure}")
             self._run(self.scheduler.sample_failed(request.run_key, request.sample_idx, _describe(exc), retry))
             return
