@@ -385,6 +385,7 @@ def solve_command(args: argparse.Namespace) -> int:
                 if bar is None:
                     print(report.line(total, this_run), flush=True)
                 writer.write_summary(total, summary_extra("running", startup_s))
+        solver.engines_ready(timeout_s=60)  # a restarted engine first closes its old sandbox sessions
         stats = solver.stats()
     if bar is not None:
         bar.close()

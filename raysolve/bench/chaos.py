@@ -166,38 +166,43 @@ def run(plan: ChaosPlan, workdir: Path, address: str, timeout_s: float = 900.0) 
         return len(_rows(out / "problems.jsonl")) + len(_rows(out / "failed.jsonl"))
 
     proc = launch()
-    while True:
-        assert time.monotonic() - started < timeout_s, f"chaos run exceeded {timeout_s} s"
-        code = proc.poll()
-        if code is not None:
-            runs.append({"exit": code, "at_results": done()})
-            if code == 0 and len(_rows(out / "problems.jsonl")) >= n:  # all done: faults not reached are dropped
-                injected += [{"kind": kind, "at_results": at, "skipped": "the run ended first"} for at, kind in schedule]
-                break
-            proc = launch()  # resubmit: after a stop, or to solve what failed
-            continue
-        if schedule and done() >= schedule[0][0]:
-            at, kind = schedule.pop(0)
-            event: dict[str, Any] = {"kind": kind, "at_results": done(), "s": round(time.monotonic() - started, 1)}
-            if kind in ("engine_kill", "sandbox_kill"):
-                title = "ray::EngineActor" if kind == "engine_kill" else "ray::SandboxPool"
-                event["pid"] = _kill_one(title, address, rng)
-                if event["pid"] is None:  # the driver's actors are not up (yet): try again shortly
-                    schedule.insert(0, (at, kind))
-                    time.sleep(0.2)
-                    continue
-            else:
-                proc.send_signal(signal.SIGTERM)  # as `ray job stop` does, then SIGKILL
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                runs.append({"exit": proc.returncode, "at_results": done(), "stopped": True})
-                proc = launch()
-            injected.append(event)
-            continue
-        time.sleep(0.05)
+    try:
+        while True:
+            assert time.monotonic() - started < timeout_s, f"chaos run exceeded {timeout_s} s"
+            code = proc.poll()
+            if code is not None:
+                runs.append({"exit": code, "at_results": done()})
+                if code == 0 and len(_rows(out / "problems.jsonl")) >= n:  # all done: faults not reached are dropped
+                    injected += [{"kind": kind, "at_results": at, "skipped": "the run ended first"} for at, kind in schedule]
+                    break
+                proc = launch()  # resubmit: after a stop, or to solve what failed
+                continue
+            if schedule and done() >= schedule[0][0]:
+                at, kind = schedule.pop(0)
+                event: dict[str, Any] = {"kind": kind, "at_results": done(), "s": round(time.monotonic() - started, 1)}
+                if kind in ("engine_kill", "sandbox_kill"):
+                    title = "ray::EngineActor" if kind == "engine_kill" else "ray::SandboxPool"
+                    event["pid"] = _kill_one(title, address, rng)
+                    if event["pid"] is None:  # the driver's actors are not up (yet): try again shortly
+                        schedule.insert(0, (at, kind))
+                        time.sleep(0.2)
+                        continue
+                else:
+                    proc.send_signal(signal.SIGTERM)  # as `ray job stop` does, then SIGKILL
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                    runs.append({"exit": proc.returncode, "at_results": done(), "stopped": True})
+                    proc = launch()
+                injected.append(event)
+                continue
+            time.sleep(0.05)
+    finally:  # a failed check or a timeout must not leave the driver running
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     report = check(plan, gold, out, injected, runs, time.monotonic() - started, address)
     report["faults"]["engines_broken"] = sorted(p.name for p in markers.iterdir())  # dead-/hang- problems that fired
     return report

@@ -13,6 +13,7 @@ says how long the engine has made no progress, for the coordinator's hang watchd
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import OrderedDict, deque
 from typing import Any, AsyncIterator
@@ -44,7 +45,8 @@ class EngineActor:
         self.index = index
         self.config = config
         # Looked up by name, not passed as a handle: a restarted actor finds it again.
-        self.sandbox = RemoteSandbox(ray.get_actor(sandbox_actor), owner=f"engine-{index}")
+        # One owner per incarnation: a restarted actor claims the group and its old sessions are closed.
+        self.sandbox = RemoteSandbox(ray.get_actor(sandbox_actor), owner=f"engine-{index}@{os.getpid()}")
         self.fmt = config.prompt_format()
         self.engine: Engine = make_engine(config.engine.backend, **config.engine.options)
         self.codec: TokenCodec | None = None
@@ -142,7 +144,6 @@ class EngineActor:
     def placement(self) -> dict[str, Any]:
         """What this actor holds: Ray's GPU ids, ``CUDA_VISIBLE_DEVICES``, and, per GPU process the
         engine started, the ``CUDA_VISIBLE_DEVICES`` it inherited (to check workers stay on our GPUs)."""
-        import os
 
         import ray
 
@@ -183,7 +184,7 @@ class EngineActor:
 
     async def _start(self) -> None:
         # A restarted actor: the sessions of its earlier incarnation's samples were never closed.
-        await self.sandbox.close_owned()
+        await self.sandbox.claim()
         await self.engine.start()
         codec = getattr(self.engine, "codec", None)
         self.codec = codec if codec is not None else HFTokenCodec(self.engine.tokenizer, self.fmt.code_end)

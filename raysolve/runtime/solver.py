@@ -118,6 +118,20 @@ class Solver:
                 pending -= 1
                 yield result
 
+    def engines_ready(self, timeout_s: float = 60.0) -> int:
+        """Wait (up to ``timeout_s``) for engine actors that are restarting, so that they have
+        closed their earlier incarnation's sandbox sessions; returns how many answered."""
+        refs = [e.ready.remote() for e in self.engines]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        answered = 0
+        for ref in ready:
+            try:
+                ray.get(ref)
+                answered += 1
+            except Exception:  # given up for good
+                pass
+        return answered
+
     def stats(self) -> dict[str, Any]:
         """The coordinator's counters and each engine actor's (``{"index": i, "unavailable": why}``
         for one that is restarting or gone)."""

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
-from ray.exceptions import RayError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 
 from raysolve.core.errors import SandboxLost
 from raysolve.core.protocols import ExecResult
@@ -29,6 +30,11 @@ from raysolve.sandbox.config import SandboxConfig
 from raysolve.sandbox.session import LocalSandbox
 
 RESTART_NOTE = "Note: the sandbox service was restarted; variables from earlier runs are gone."
+_RUN_RESENDS = 2
+"""Times a code run is sent again after the pool actor died under it."""
+_CLOSED_REMEMBERED = 100_000
+"""Closed session ids kept, so that a run arriving after its session's close (a retried task, a
+dead caller's last call) does not bring the session back."""
 
 
 class SandboxPool:
@@ -37,6 +43,9 @@ class SandboxPool:
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self._config = config or SandboxConfig()
         self._box: LocalSandbox | None = None  # made inside the actor's event loop
+        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._current: dict[str, str] = {}
+        """Owner group -> its live incarnation (``claim``)."""
 
     def _sandbox(self) -> LocalSandbox:
         if self._box is None:
@@ -44,16 +53,41 @@ class SandboxPool:
         return self._box
 
     async def open_session(self, owner: str | None = None) -> str:
+        if self._stale(owner):
+            raise RuntimeError(f"session owner {owner!r} has been replaced by {self._current[_group(owner)]!r}")
         return await self._sandbox().open_session(owner=owner)
 
-    async def close_owned(self, owner: str) -> int:
-        """Close every session ``owner`` opened: a restarted engine actor's earlier samples are
-        gone without closing theirs. Returns how many."""
-        return await self._sandbox().close_owned(owner)
+    async def claim(self, owner: str) -> int:
+        """``owner`` (``<group>@<incarnation>``, e.g. ``engine-0@<pid>``) is now its group's only
+        live member: close the sessions of the group's earlier incarnations (a restarted engine
+        actor's samples died without closing theirs) and refuse them new ones from now on, so
+        that a dead incarnation's last call cannot open one either. Returns how many were closed."""
+        group = _group(owner)
+        self._current[group] = owner
+        box = self._sandbox()
+        stale = [o for o in box.owners() if o != owner and _group(o) == group]
+        closed = 0
+        for old in stale:
+            for sid in box.session_ids(old):
+                self._remember_closed(sid)
+            closed += await box.close_owned(old)
+        return closed
 
+    def _stale(self, owner: str | None) -> bool:
+        current = self._current.get(_group(owner)) if owner else None
+        return current is not None and current != owner
+
+    def _remember_closed(self, session_id: str) -> None:
+        self._closed[session_id] = None
+        if len(self._closed) > _CLOSED_REMEMBERED:
+            self._closed.popitem(last=False)
+
+    @ray.method(max_task_retries=0)  # RemoteSandbox re-sends it, only while its sample still waits
     async def run(self, session_id: str, code: str, timeout_s: float | None = None,
                   owner: str | None = None) -> ExecResult:
         box = self._sandbox()
+        if session_id in self._closed or self._stale(owner):
+            return ExecResult("error", stderr="SandboxError: the session was closed")
         recreated = not box.has_session(session_id)
         if recreated:
             await box.open_session(session_id, owner=owner)
@@ -63,6 +97,7 @@ class SandboxPool:
         return result
 
     async def close(self, session_id: str) -> None:
+        self._remember_closed(session_id)
         await self._sandbox().close(session_id)
 
     async def warm_up(self) -> float:
@@ -110,8 +145,9 @@ def sandbox_pool_actor(
 
     ``num_cpus=0``: the actor itself only waits; its workers' CPU use is bounded by
     ``config.max_workers``. ``max_restarts=-1`` restarts it after a crash;
-    ``max_task_retries=2`` re-sends a ``run`` that was in flight, which then runs
-    on a fresh session (see module docstring). Extra ``options`` go to
+    ``max_task_retries=2`` re-sends calls that were in flight, except ``run``, which
+    ``RemoteSandbox`` re-sends itself while its sample still waits (it then runs on a fresh
+    session, see module docstring). Extra ``options`` go to
     ``.options()`` (e.g. a node-affinity scheduling strategy).
     """
     remote_cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=2)(SandboxPool)
@@ -129,7 +165,7 @@ class RemoteSandbox:
     def __init__(self, handle: ActorHandle, owner: str | None = None) -> None:
         self._handle = handle
         self.owner = owner
-        """Whose sessions these are (an engine actor's stable name): ``close_owned`` closes them all."""
+        """Whose sessions these are: ``<group>@<incarnation>`` (``claim``)."""
 
     async def open_session(self) -> str:
         """Raises ``SandboxLost`` when the pool actor does not answer (the sample is retried)."""
@@ -141,14 +177,23 @@ class RemoteSandbox:
     async def run(self, session_id: str, code: str, timeout_s: float | None = None) -> ExecResult:
         """Never raises for code or actor trouble; cancelling it cancels the
         actor task, which kills the worker."""
-        ref = self._handle.run.remote(session_id, code, timeout_s, self.owner)
-        try:
-            return await ref
-        except asyncio.CancelledError:
-            ray.cancel(ref)
-            raise
-        except RayError as exc:
-            return ExecResult("killed", stderr=f"SandboxError: the sandbox service is unavailable ({type(exc).__name__}); try again")
+        # Re-sent here after the pool actor died (it restarts), not by Ray: a re-sent run of a
+        # sample that was cancelled meanwhile would bring its closed session back.
+        failure: RayError | None = None
+        for _ in range(1 + _RUN_RESENDS):
+            ref = self._handle.run.remote(session_id, code, timeout_s, self.owner)
+            try:
+                return await ref
+            except asyncio.CancelledError:
+                ray.cancel(ref)
+                raise
+            except (RayActorError, ActorUnavailableError) as exc:
+                failure = exc
+            except RayError as exc:
+                failure = exc
+                break
+        name = type(failure).__name__
+        return ExecResult("killed", stderr=f"SandboxError: the sandbox service is unavailable ({name}); try again")
 
     async def close(self, session_id: str) -> None:
         try:
@@ -156,11 +201,16 @@ class RemoteSandbox:
         except RayError:
             pass
 
-    async def close_owned(self) -> int:
-        """Close every session of this owner (0 when the pool does not answer)."""
+    async def claim(self) -> int:
+        """Close the sessions of this owner's earlier incarnations (0 when the pool does not answer)."""
         if self.owner is None:
             return 0
         try:
-            return await self._handle.close_owned.remote(self.owner)
+            return await self._handle.claim.remote(self.owner)
         except RayError:
             return 0
+
+
+def _group(owner: str | None) -> str:
+    """``engine-0`` of ``engine-0@1234``."""
+    return (owner or "").split("@", 1)[0]

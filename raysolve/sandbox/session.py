@@ -402,9 +402,17 @@ class LocalSandbox:
                 return
             self._warm.append(worker)
 
+    def owners(self) -> set[str]:
+        """The owners of open sessions."""
+        return {s.owner for s in self._sessions.values() if s.owner is not None}
+
+    def session_ids(self, owner: str) -> list[str]:
+        """Ids of the open sessions of ``owner``."""
+        return [sid for sid, s in self._sessions.items() if s.owner == owner]
+
     async def close_owned(self, owner: str) -> int:
         """Close every session of ``owner``; returns how many."""
-        sids = [sid for sid, s in self._sessions.items() if s.owner == owner]
+        sids = self.session_ids(owner)
         for sid in sids:
             await self.close(sid)
         self.sessions_abandoned += len(sids)
