@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from raysolve.engines.testing.scripted import directive_problem, fault_once_problem
+from raysolve.io.output import valid_rows
 
 ACTOR_TITLES = ("ray::EngineActor", "ray::SandboxPool", "ray::Coordinator")
 
@@ -122,18 +123,6 @@ def _kill_one(title: str, address: str, rng: random.Random) -> int | None:
     return pid
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:  # a torn last line of a killed driver
-            pass
-    return rows
-
-
 def run(plan: ChaosPlan, workdir: Path, address: str, timeout_s: float = 900.0) -> dict[str, Any]:
     """Run the plan against the Ray cluster at ``address``; returns the report (``ok`` says
     whether every check held)."""
@@ -163,7 +152,7 @@ def run(plan: ChaosPlan, workdir: Path, address: str, timeout_s: float = 900.0) 
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def done() -> int:
-        return len(_rows(out / "problems.jsonl")) + len(_rows(out / "failed.jsonl"))
+        return len(valid_rows(out / "problems.jsonl")) + len(valid_rows(out / "failed.jsonl"))
 
     proc = launch()
     try:
@@ -172,7 +161,7 @@ def run(plan: ChaosPlan, workdir: Path, address: str, timeout_s: float = 900.0) 
             code = proc.poll()
             if code is not None:
                 runs.append({"exit": code, "at_results": done()})
-                if code == 0 and len(_rows(out / "problems.jsonl")) >= n:  # all done: faults not reached are dropped
+                if code == 0 and len(valid_rows(out / "problems.jsonl")) >= n:  # all done: faults not reached are dropped
                     injected += [{"kind": kind, "at_results": at, "skipped": "the run ended first"} for at, kind in schedule]
                     break
                 proc = launch()  # resubmit: after a stop, or to solve what failed
@@ -220,9 +209,9 @@ def wait_for_no_actors(address: str, timeout_s: float = 60.0) -> list[int]:
 
 def check(plan: ChaosPlan, gold: dict[str, str], out: Path, injected: list[dict[str, Any]],
           runs: list[dict[str, Any]], wall_s: float, address: str) -> dict[str, Any]:
-    rows = _rows(out / "problems.jsonl")
-    samples = _rows(out / "samples.jsonl")
-    failed = _rows(out / "failed.jsonl")
+    rows = valid_rows(out / "problems.jsonl")
+    samples = valid_rows(out / "samples.jsonl")
+    failed = valid_rows(out / "failed.jsonl")
     ids = Counter(str(r["problem_id"]) for r in rows)
     lost = sorted(set(gold) - set(ids))
     duplicated = sorted(i for i, c in ids.items() if c > 1)

@@ -210,6 +210,16 @@ class ProblemState:
             history=self.history,
         )
 
+    def empty_record(self, idx: int, cancelled: bool, error: str, **fields: object) -> SampleRecord:
+        """The record of sample ``idx`` that produced nothing it could report: cancelled, or an
+        error."""
+        t = self.template
+        values: dict = dict(
+            problem_id=t.problem_id, sample_idx=idx, seed=sample_seed(t.seed, idx), answer=None,
+            finish_reason="cancelled" if cancelled else "error", cancelled=cancelled, generated_tokens=0,
+            tool_output_tokens=0, code_calls=0, code_errors=0, wall_s=0.0, error=error)
+        return SampleRecord(**{**values, **fields})
+
     def request(self, idx: int) -> SampleRequest:
         return replace(self.template, sample_idx=idx, seed=sample_seed(self.template.seed, idx),
                        attempt=self.attempts.get(idx, 1))
@@ -306,12 +316,7 @@ class Scheduler:
             state.retry.append(idx)
             self.counters["samples_retried"] += 1
         else:
-            t = state.template
-            record = SampleRecord(
-                problem_id=t.problem_id, sample_idx=idx, seed=sample_seed(t.seed, idx), answer=None,
-                finish_reason="cancelled" if state.settled is not None else "error",
-                cancelled=state.settled is not None, generated_tokens=0, tool_output_tokens=0,
-                code_calls=0, code_errors=0, wall_s=0.0, error=error)
+            record = state.empty_record(idx, cancelled=state.settled is not None, error=error)
             actions = self._on_record(state, record, dispatched)
         return actions + self._after_return(state)
 
@@ -575,13 +580,10 @@ class Scheduler:
         self._with_deadline -= state.deadline is not None
         self.counters["problems_done"] += 1
         if state.in_flight:  # still stopping past the grace: delivered without them
-            t = state.template
             for idx, (engine, dispatched) in sorted(state.in_flight.items()):
-                state.records.append(SampleRecord(
-                    problem_id=t.problem_id, sample_idx=idx, seed=sample_seed(t.seed, idx), answer=None,
-                    finish_reason="cancelled", cancelled=True, generated_tokens=0, tool_output_tokens=0,
-                    code_calls=0, code_errors=0, wall_s=round(now - dispatched, 4), engine=engine,
-                    attempt=state.attempts.get(idx, 1), error="still stopping when the result was delivered"))
+                state.records.append(state.empty_record(
+                    idx, cancelled=True, error="still stopping when the result was delivered",
+                    wall_s=round(now - dispatched, 4), engine=engine, attempt=state.attempts.get(idx, 1)))
                 self.counters["samples_cancelled"] += 1
             self.stopping[state.key] = state
         return ProblemDone(state.key, build_result(state, now, grade=self.grade), state.template.settings.modulus)

@@ -130,8 +130,8 @@ class ResultWriter:
             if self.shards is not None:
                 self.shards.clear()
         self.done_ids = self._recover()
-        self._errors_seen = {(str(r.get("source")), r.get("row")) for r in _valid_rows(self.errors_path)}
-        self._journal_rows = len(_valid_rows(self.problems_path)) if self.shards is not None else 0
+        self._errors_seen = {(str(r.get("source")), r.get("row")) for r in valid_rows(self.errors_path)}
+        self._journal_rows = len(valid_rows(self.problems_path)) if self.shards is not None else 0
         self._problems: TextIO = self.problems_path.open("a", encoding="utf-8")
         self._samples: TextIO = self.samples_path.open("a", encoding="utf-8")
         self._errors: TextIO = self.errors_path.open("a", encoding="utf-8")
@@ -163,7 +163,7 @@ class ResultWriter:
             return
         for f in (self._problems, self._samples):
             f.close()
-        self.shards.write(_valid_rows(self.problems_path), _valid_rows(self.samples_path))
+        self.shards.write(valid_rows(self.problems_path), valid_rows(self.samples_path))
         for path in (self.problems_path, self.samples_path):
             path.write_text("")
         self._problems = self.problems_path.open("a", encoding="utf-8")
@@ -206,13 +206,13 @@ class ResultWriter:
         for row in self.shards.problem_rows() if self.shards is not None else ():
             in_shards.add(str(row["problem_id"]))
             self.previous.add(row)
-        kept = [r for r in _valid_rows(self.problems_path) if str(r["problem_id"]) not in in_shards]
+        kept = [r for r in valid_rows(self.problems_path) if str(r["problem_id"]) not in in_shards]
         for row in kept:
             self.previous.add(row)
         self.previous.resumed_problems = self.previous.problems
         journal = {str(row["problem_id"]) for row in kept}
         rewrite_rows(self.problems_path, kept)
-        rewrite_rows(self.samples_path, [r for r in _valid_rows(self.samples_path) if str(r.get("problem_id")) in journal])
+        rewrite_rows(self.samples_path, [r for r in valid_rows(self.samples_path) if str(r.get("problem_id")) in journal])
         return in_shards | journal
 
 
@@ -286,10 +286,12 @@ def _sample_schema() -> Any:
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """All valid JSON rows of a JSONL file (a torn last line is ignored)."""
-    return _valid_rows(Path(path))
+    return valid_rows(Path(path))
 
 
-def _valid_rows(path: Path) -> list[dict[str, Any]]:
+def valid_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSONL file that parse (a crashed writer's torn last line is skipped); none
+    for a missing file."""
     if not path.exists():
         return []
     rows = []

@@ -133,21 +133,10 @@ class Solver:
         return answered
 
     def stats(self) -> dict[str, Any]:
-        """The coordinator's counters and each engine actor's (``{"index": i, "unavailable": why}``
-        for one that is restarting or gone)."""
-        engines = []
-        for i, ref in enumerate([e.stats.remote() for e in self.engines]):
-            try:
-                engines.append(ray.get(ref, timeout=30))
-            except Exception as exc:  # restarting after a failure, or given up
-                engines.append({"index": i, "unavailable": type(exc).__name__})
-        sandboxes = []
-        for ref in [sb.stats.remote() for sb in self.sandboxes]:
-            try:
-                sandboxes.append(ray.get(ref, timeout=30))
-            except Exception as exc:
-                sandboxes.append({"unavailable": type(exc).__name__})
-        return {"coordinator": ray.get(self.coordinator.stats.remote()), "engines": engines, "sandboxes": sandboxes}
+        """The coordinator's counters, each engine actor's and each sandbox actor's
+        (``{"index": i, "unavailable": why}`` for one that is restarting or gone)."""
+        return {"coordinator": ray.get(self.coordinator.stats.remote()),
+                "engines": _stats_of(self.engines), "sandboxes": _stats_of(self.sandboxes)}
 
     def shutdown(self) -> None:
         """Close the engines (their worker processes free the GPUs), then kill the actors."""
@@ -175,3 +164,16 @@ class Solver:
         sched = self.config.scheduling
         per_problem = sched.num_samples if sched.mode == "launch-all" else sched.pool_size
         return max(8, 2 * sum(self.depths) // max(1, per_problem))
+
+
+def _stats_of(actors: list[Any], timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """``stats()`` of each actor; one that does not answer (restarting after a failure, or
+    given up) is reported as unavailable instead of failing the call."""
+    refs = [a.stats.remote() for a in actors]
+    out = []
+    for i, ref in enumerate(refs):
+        try:
+            out.append(ray.get(ref, timeout=timeout_s))
+        except Exception as exc:
+            out.append({"index": i, "unavailable": type(exc).__name__})
+    return out

@@ -85,13 +85,15 @@ class LocalSandbox:
         """Workers stopped after a run because they held more than ``idle_memory_mb``."""
         self._isolation_checked = False
         self.sessions_abandoned = 0
-        """Sessions closed by ``session_ttl_s``."""
+        """Sessions closed because their sample was gone: idle past ``session_ttl_s``, or owned by
+        an earlier incarnation of an engine actor (``close_owned``)."""
+        self._next_reap = 0.0
 
     # ------------------------------------------------------------ protocol
 
     async def open_session(self, session_id: str | None = None, owner: str | None = None) -> str:
         """Register a session (its worker starts on the first run); ``owner`` groups sessions for
-        ``close_owned``."""
+        ``close_owned``. Sessions abandoned for ``session_ttl_s`` are closed on the way."""
         if self._closed:
             raise RuntimeError("sandbox is shut down")
         sid = session_id or uuid.uuid4().hex
@@ -419,8 +421,13 @@ class LocalSandbox:
         return len(sids)
 
     async def _close_abandoned(self) -> None:
-        """Close sessions unused for ``session_ttl_s`` (their samples ended without closing them)."""
-        cutoff = time.monotonic() - self.config.session_ttl_s
+        """Close sessions unused for ``session_ttl_s`` (their samples ended without closing them).
+        Looks at most once every ``session_ttl_s / 60`` (a minute by default): not per session opened."""
+        now = time.monotonic()
+        if now < self._next_reap:
+            return
+        self._next_reap = now + self.config.session_ttl_s / 60
+        cutoff = now - self.config.session_ttl_s
         stale = [sid for sid, s in self._sessions.items() if s.last_used < cutoff and not s.lock.locked()]
         for sid in stale:
             await self.close(sid)

@@ -317,12 +317,12 @@ class HFEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         rid = request.request_id
+        dead = self.manager is None or not self.manager.is_running()
         problem = self._validate(request)
-        if problem is None and not self.manager.is_running():
+        if problem is None and dead:
             problem = "the generation thread has stopped (see the log)"
         if problem is not None:
             self._counters["requests_failed"] += 1
-            dead = self.manager is None or not self.manager.is_running()
             yield Delta(finish_reason="error", error=problem, error_kind="engine_dead" if dead else "bad_request")
             return
         stops = frozenset(self.eos_token_ids) | frozenset(int(t) for t in request.stop_token_ids)
