@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -203,8 +204,6 @@ def engine_command(args: argparse.Namespace) -> int:
 
 def serve_command(args: argparse.Namespace) -> int:
     """``raysolve serve``: the Serve app in the foreground until Ctrl-C."""
-    import signal
-
     import ray
     from ray import serve
 
@@ -365,26 +364,40 @@ def solve_command(args: argparse.Namespace) -> int:
               f"input rows: {rows_in_input if rows_in_input is not None else 'unknown'}", flush=True)
         bar = tqdm(desc="problems", unit="pb", dynamic_ncols=True, file=sys.stderr) if use_bar else None
         last_log = time.perf_counter()
-        for result in solver.solve_iter(todo()):
-            if result.failure is not None:  # not done: a rerun solves it again
-                writer.write_failed(result)
-                this_run.failed_problems += 1
-                print(f"raysolve: problem {result.problem_id} failed: {result.failure}", file=sys.stderr, flush=True)
-                continue
-            writer.write(result)
-            row = result.to_row()
-            total.add(row)
-            this_run.add(row)
-            this_run.wall_s = time.perf_counter() - started
+        try:
+            for result in solver.solve_iter(todo()):
+                if result.failure is not None:  # not done: a rerun solves it again
+                    writer.write_failed(result)
+                    this_run.failed_problems += 1
+                    print(f"raysolve: problem {result.problem_id} failed: {result.failure}", file=sys.stderr, flush=True)
+                    continue
+                writer.write(result)
+                row = result.to_row()
+                total.add(row)
+                this_run.add(row)
+                this_run.wall_s = time.perf_counter() - started
+                if bar is not None:
+                    bar.update(1)
+                    acc = f"{this_run.correct}/{this_run.graded}" if this_run.graded else "-"
+                    bar.set_postfix(correct=acc, tok_s=f"{this_run.tokens_per_s:.0f}")
+                if time.perf_counter() - last_log >= args.log_every:
+                    last_log = time.perf_counter()
+                    if bar is None:
+                        print(report.line(total, this_run), flush=True)
+                    writer.write_summary(total, summary_extra("running", startup_s))
+        except (KeyboardInterrupt, SystemExit) as stop:
+            # Ctrl-C, or SIGTERM (`ray job stop`: Ray's driver handler exits with 15): what is
+            # done is on disk, the summary says so, and the same command resumes.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             if bar is not None:
-                bar.update(1)
-                acc = f"{this_run.correct}/{this_run.graded}" if this_run.graded else "-"
-                bar.set_postfix(correct=acc, tok_s=f"{this_run.tokens_per_s:.0f}")
-            if time.perf_counter() - last_log >= args.log_every:
-                last_log = time.perf_counter()
-                if bar is None:
-                    print(report.line(total, this_run), flush=True)
-                writer.write_summary(total, summary_extra("running", startup_s))
+                bar.close()
+            this_run.wall_s = time.perf_counter() - started
+            writer.close()
+            writer.write_summary(total, summary_extra("stopped", startup_s))
+            print(f"raysolve: stopped; {total.problems} problems are in {out_dir}/, the same command resumes",
+                  file=sys.stderr, flush=True)
+            return 130 if isinstance(stop, KeyboardInterrupt) else 143
         solver.engines_ready(timeout_s=60)  # a restarted engine first closes its old sandbox sessions
         stats = solver.stats()
     if bar is not None:

@@ -47,37 +47,56 @@ def test_solve_command_end_to_end_with_hf_tiny_model(tmp_path):
     assert summary["problems"] == 1 and summary["graded"] == 1 and summary["this_run"]["total_tokens"] > 0
 
 
-def test_solve_command_resumes_and_reports_bad_rows(ray_local, tmp_path):
-    # Resume and row errors on the scripted TEST engine (each problem answers its gold answer),
-    # joining the suite's Ray instance with --address as on a cluster; the hf test above starts
-    # its own Ray as a user's first command does.
+def test_a_stopped_run_says_so_and_the_same_command_resumes(ray_local, tmp_path):
+    # Stop (SIGTERM, as `ray job stop` sends), resume and row errors on the scripted TEST engine
+    # (each problem answers its gold answer), joining the suite's Ray instance with --address as
+    # on a cluster; the hf test above starts its own Ray as a user's first command does.
+    import signal
+    import time
+
     import yaml
 
     problems = tmp_path / "problems.jsonl"
-    rows = [{"id": f"p{i}", "problem": directive_problem([str(i)], [20], code=False), "answer": str(i)}
-            for i in range(3)]
+    lengths = [20, 20, 400_000]  # p2 cannot finish before the stop: 100 s at 4,000 tokens/s
+    rows = [{"id": f"p{i}", "problem": directive_problem([str(i)], [n], code=False), "answer": str(i)}
+            for i, n in enumerate(lengths)]
     lines = [json.dumps(r) for r in rows]
     problems.write_text("\n".join(lines[:2] + ['{"id": "bad", "problem": ""}', "not json", lines[2]]) + "\n")
-    config = tmp_path / "scripted.yaml"
-    config.write_text(yaml.safe_dump({"engine": {"backend": "scripted", "num_cpus": 0.5,
-                                                 "options": {"tokens_per_s": 4000}}}))
-    out = tmp_path / "out"
-    flags = ["--out", str(out), "--config", str(config), "--address", ray_local.get_runtime_context().gcs_address,
-             "--samples", "3"]
-    proc = _solve(str(problems), *flags, "--limit", "1", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "problems      1 solved" in proc.stdout
 
-    # rerun: the finished problem is skipped, the other two are solved, the bad rows reported
-    proc = _solve(str(problems), *flags, cwd=tmp_path)
+    def config(name: str, tokens_per_s: float) -> str:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump({"engine": {"backend": "scripted", "num_cpus": 0.5, "options": {
+            "tokens_per_s": tokens_per_s, "tokens_per_delta": max(8, int(tokens_per_s // 1000))}},
+            "budget": {"max_tokens": 500_000}}))
+        return str(path)
+
+    out = tmp_path / "out"
+    flags = [str(problems), "--out", str(out), "--address", ray_local.get_runtime_context().gcs_address,
+             "--samples", "3", "--log-every", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "raysolve.cli", "solve", *flags, "--config", config("slow.yaml", 4000)],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = out / "problems.jsonl"
+    deadline = time.monotonic() + 300  # only a hang ends the wait this way
+    while not (journal.exists() and len(journal.read_text().splitlines()) >= 2):  # an event: p0, p1 on disk
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.1)
+    first.send_signal(signal.SIGTERM)
+    stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 143 and "raysolve: stopped; 2 problems are in" in stderr, stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["problems"] == 2
+
+    # rerun: the finished problems are skipped, the stopped one is solved, the bad rows reported
+    proc = _solve(*flags, "--config", config("fast.yaml", 10_000_000), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "problems      2 solved" in proc.stdout and "all runs      3 problems" in proc.stdout
+    assert "problems      1 solved" in proc.stdout and "all runs      3 problems" in proc.stdout
     assert "skipped row 3: empty problem text" in proc.stderr and "skipped row 4: invalid JSON" in proc.stderr
     assert [e["row"] for e in map(json.loads, (out / "errors.jsonl").read_text().splitlines())] == [3, 4]
-    done = [json.loads(x)["problem_id"] for x in (out / "problems.jsonl").read_text().splitlines()]
-    assert done[0] == "p0" and sorted(done) == ["p0", "p1", "p2"]  # each once
+    done = [json.loads(x)["problem_id"] for x in journal.read_text().splitlines()]
+    assert sorted(done[:2]) == ["p0", "p1"] and sorted(done) == ["p0", "p1", "p2"]  # each once
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["problems"] == 3 and summary["graded"] == 3 and summary["correct"] == 3
+    assert summary["status"] == "finished" and summary["problems"] == 3 and summary["correct"] == 3
 
 
 def test_bad_configuration_is_a_clear_error(tmp_path):

@@ -215,32 +215,40 @@ LOOPS = {
 """Loop-heavy snippets of the kind brute-force solutions are made of."""
 
 
+def in_a_function(code: str) -> str:
+    """``code`` as the body of ``main()``: the same loop where CPython uses fast locals."""
+    return "def main():\n" + "".join(f"    {line}\n" for line in code.splitlines()) + "main()\n"
+
+
 def loop_overhead(reps: int = 3) -> dict[str, Any]:
-    """The guards' cost on loop-heavy code: each ``LOOPS`` snippet in plain CPython (``exec``) and
-    through the sandbox's ``Interpreter`` (compile + guarded run, no process boundary), best of
-    ``reps`` each, alternating, in this process; the outputs must agree."""
+    """The guards' cost on loop-heavy code: each ``LOOPS`` snippet at top level (as models
+    write it) and inside a function, in plain CPython (``exec``) and through the sandbox's
+    ``Interpreter`` (compile + guarded run, no process boundary), best of ``reps`` each,
+    alternating, in this process; the outputs must agree."""
     import contextlib
     import io
     import statistics
 
     interp = _interpreter()
     rows = {}
-    for name, code in LOOPS.items():
-        plain = guarded = float("inf")
-        for _ in range(reps):
-            buf = io.StringIO()
-            t0 = time.perf_counter()
-            with contextlib.redirect_stdout(buf):
-                exec(compile(code, "<plain>", "exec"), {"__name__": "__main__"})
-            plain = min(plain, time.perf_counter() - t0)
-            interp.reset()
-            t0 = time.perf_counter()
-            result = interp.run(code, 0, 100_000)
-            guarded = min(guarded, time.perf_counter() - t0)
-            if result["stdout"] != buf.getvalue():
-                raise AssertionError(f"{name}: sandbox printed {result['stdout']!r}, CPython {buf.getvalue()!r}")
-        rows[name] = {"cpython_ms": round(plain * 1000, 2), "sandbox_ms": round(guarded * 1000, 2),
-                      "ratio": round(guarded / plain, 2)}
+    for form, wrap in (("top level", lambda code: code), ("in a function", in_a_function)):
+        for name, snippet in LOOPS.items():
+            code = wrap(snippet)
+            plain = guarded = float("inf")
+            for _ in range(reps):
+                buf = io.StringIO()
+                t0 = time.perf_counter()
+                with contextlib.redirect_stdout(buf):
+                    exec(compile(code, "<plain>", "exec"), {"__name__": "__main__"})
+                plain = min(plain, time.perf_counter() - t0)
+                interp.reset()
+                t0 = time.perf_counter()
+                result = interp.run(code, 0, 100_000)
+                guarded = min(guarded, time.perf_counter() - t0)
+                if result["stdout"] != buf.getvalue():
+                    raise AssertionError(f"{name}: sandbox printed {result['stdout']!r}, CPython {buf.getvalue()!r}")
+            rows[f"{name} ({form})"] = {"cpython_ms": round(plain * 1000, 2), "sandbox_ms": round(guarded * 1000, 2),
+                                        "ratio": round(guarded / plain, 2)}
     found = [r["ratio"] for r in rows.values()]
     return {"snippets": rows, "median_ratio": round(statistics.median(found), 2), "max_ratio": max(found)}
 
@@ -284,22 +292,23 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
         "throughput_vs_in_process": round(ours / report["throughput"]["in-process"]["exec_per_s"], 3),
         "trivial_p50_ms": report["latency"]["raysolve"]["trivial"]["p50_ms"],
         "new_session_p50_ms": report["latency"]["raysolve"]["new-session-1st-call"]["p50_ms"],
-        **({"loops_median_ratio": report["loops"]["median_ratio"]} if "loops" in report else {}),
+        **({"loops_median_ratio": report["loops"]["median_ratio"], "loops_max_ratio": report["loops"]["max_ratio"]}
+           if "loops" in report else {}),
     }
 
 
 def targets(found: dict[str, float]) -> dict[str, bool]:
     """The design's targets on ``ratios``: a trivial call in a warm session within 1 ms, a new
     session's first call within 5 ms, 10× subprocess-per-call's throughput, and (when measured)
-    loop-heavy code at most 2× CPython (median of ``LOOPS``)."""
+    loop-heavy code at most 2× CPython (every ``LOOPS`` snippet, at top level and in a function)."""
     out = {
         "trivial_p50_le_1ms": found["trivial_p50_ms"] <= 1.0,
         "throughput_ge_10x_subprocess": found["throughput_vs_subprocess"] >= 10.0,
     }
     if "new_session_p50_ms" in found:
         out["new_session_p50_le_5ms"] = found["new_session_p50_ms"] <= 5.0
-    if "loops_median_ratio" in found:
-        out["loops_median_le_2x_cpython"] = found["loops_median_ratio"] <= 2.0
+    if "loops_max_ratio" in found:
+        out["loops_each_le_2x_cpython"] = found["loops_max_ratio"] <= 2.0
     return out
 
 

@@ -17,6 +17,7 @@ from RestrictedPython.transformer import (
 )
 
 from raysolve.sandbox.guards import GUARDED_NAMES, READABLE_DUNDERS
+from raysolve.sandbox.scope import as_function
 
 # Dunder methods sandbox classes may define (RestrictedPython allows only
 # __init__, comparisons and __contains__).
@@ -45,6 +46,21 @@ FAST_ATTRIBUTE_EXCLUDED = GUARDED_NAMES
 
 NAMEDTUPLE_ATTRIBUTES = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
 """The documented underscore API of ``collections.namedtuple`` classes and instances."""
+
+METHOD_ARGUMENT_NODES = 40
+"""Arguments up to this many AST nodes are written into both branches of a method call."""
+
+
+def _at_most(limit: int, *nodes: ast.AST) -> bool:
+    """Whether ``nodes`` hold at most ``limit`` AST nodes (stops counting past it)."""
+    pending, seen = list(nodes), 0
+    while pending:
+        seen += 1
+        if seen > limit:
+            return False
+        pending.extend(ast.iter_child_nodes(pending.pop()))
+    return True
+
 
 RESERVED_PRIVATE_NAMES = frozenset({"_print"})
 """Single-underscore names RestrictedPython itself binds (the guard names all end in ``_``)."""
@@ -75,6 +91,8 @@ class SandboxPolicy(RestrictingNodeTransformer):
     star_names: Callable[[str], list[str] | None] = staticmethod(lambda name: None)
     fast_subscripts: bool = True
     """Read ``xs[i]`` inline when the value is a plain one (see ``visit_Subscript``)."""
+    function_scope: bool = True
+    """Compile the top level as a function whose names are global (``scope.as_function``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -83,6 +101,50 @@ class SandboxPolicy(RestrictingNodeTransformer):
         """ids of annotation nodes: Python keeps `:=` out of annotations."""
         self._no_walrus = 0
         """> 0 where Python forbids ``:=`` (a comprehension's iterable, a comprehension in a class body)."""
+        self._raw_reads: set[int] = set()
+        """ids of ``Subscript`` loads that are operator operands (``_raw_operands``)."""
+        self._names: set[str] = set()
+        """Every identifier the cell holds (``scope.as_function`` declares them global)."""
+
+    def visit_Module(self, node: ast.Module) -> Any:
+        node = super().visit_Module(node)
+        return as_function(node, self._names) if self.function_scope and not self.errors else node
+
+    def visit_alias(self, node: ast.alias) -> Any:
+        self._names.add(node.asname or node.name.split(".")[0])
+        return super().visit_alias(node)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> Any:
+        if node.name:
+            self._names.add(node.name)
+        return super().visit_ExceptHandler(node)
+
+    def visit_Global(self, node: ast.Global) -> Any:
+        self._names.update(node.names)
+        return super().visit_Global(node)
+
+    def _raw_operands(self, *operands: ast.expr) -> None:
+        """Item reads among ``operands`` that may skip the value check: where every other operand
+        is a literal, the item only meets its own type's operator method and a built-in one of the
+        literal's type, and the cell gets the operator's result (results of operators are not
+        checked anywhere). Any other operand could be an object of the cell's own class whose
+        reflected method (``__radd__``, ``__eq__``) would receive the unchecked item, so then
+        every item is checked. ``-xs[i]``, ``xs[i] % 7`` and ``xs[i] == 0`` run as plain Python."""
+        items = [o for o in operands if isinstance(o, ast.Subscript) and isinstance(o.ctx, ast.Load)]
+        if len(items) == 1 and all(o is items[0] or isinstance(o, ast.Constant) for o in operands):
+            self._raw_reads.add(id(items[0]))
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        self._raw_operands(node.left, node.right)
+        return super().visit_BinOp(node)
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        self._raw_operands(node.operand)
+        return super().visit_UnaryOp(node)
+
+    def visit_Compare(self, node: ast.Compare) -> Any:
+        self._raw_operands(node.left, *node.comparators)
+        return super().visit_Compare(node)
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:
         """``xs[i]`` (a load) becomes ``_gi_ if _type_(_gi_ := xs[i]) in _plain_values_ else
@@ -90,6 +152,8 @@ class SandboxPolicy(RestrictingNodeTransformer):
         of a guard call (loops index a lot); anything else still meets the guard. Stores and
         deletes go through ``_write_`` as in RestrictedPython. ``_gi_`` and the helpers end in
         ``_``, so no cell can name them."""
+        if id(node) in self._raw_reads:
+            return self.node_contents_visit(node)
         if isinstance(node.ctx, ast.Store) and self.fast_subscripts and self._no_walrus == 0:
             # `c[k] = v`: a built-in container is written as it is, anything else through `_write_`
             node = self.node_contents_visit(node)
@@ -114,24 +178,63 @@ class SandboxPolicy(RestrictingNodeTransformer):
         ast.fix_missing_locations(expr)
         return expr
 
+    def _fast_attribute(self, node: ast.Attribute) -> bool:
+        return (isinstance(node.ctx, ast.Load) and self.fast_subscripts and self._no_walrus == 0
+                and not node.attr.startswith("_") and node.attr not in FAST_ATTRIBUTE_EXCLUDED)
+
+    @staticmethod
+    def _plain_type_test(obj: ast.expr) -> ast.expr:
+        """``_type_(_go_ := obj) in _plain_types_``."""
+        bound = ast.NamedExpr(target=ast.Name("_go_", ast.Store()), value=obj)
+        return ast.Compare(left=ast.Call(func=ast.Name("_type_", ast.Load()), args=[bound], keywords=[]),
+                           ops=[ast.In()], comparators=[ast.Name("_plain_types_", ast.Load())])
+
+    @staticmethod
+    def _guarded_read(attr: str) -> ast.expr:
+        """``_getattr_(_go_, "attr")``."""
+        return ast.Call(func=ast.Name("_getattr_", ast.Load()), args=[ast.Name("_go_", ast.Load()), ast.Constant(attr)],
+                        keywords=[])
+
     def visit_Attribute(self, node: ast.Attribute) -> Any:
         """``obj.name`` (a load of a public name) becomes ``_go_.name if _type_(_go_ := obj) in
         _plain_types_ else _getattr_(_go_, "name")``: built-in values and instances of the cell's own
         classes read attributes natively; everything else meets ``_getattr_``."""
-        if (isinstance(node.ctx, ast.Load) and self.fast_subscripts and self._no_walrus == 0
-                and not node.attr.startswith("_") and node.attr not in FAST_ATTRIBUTE_EXCLUDED):
-            node = self.node_contents_visit(node)
-            bound = ast.NamedExpr(target=ast.Name("_go_", ast.Store()), value=node.value)
-            test = ast.Compare(left=ast.Call(func=ast.Name("_type_", ast.Load()), args=[bound], keywords=[]),
-                               ops=[ast.In()], comparators=[ast.Name("_plain_types_", ast.Load())])
-            fast = ast.Attribute(value=ast.Name("_go_", ast.Load()), attr=node.attr, ctx=ast.Load())
-            slow = ast.Call(func=ast.Name("_getattr_", ast.Load()),
-                            args=[ast.Name("_go_", ast.Load()), ast.Constant(node.attr)], keywords=[])
-            expr = ast.IfExp(test=test, body=fast, orelse=slow)
-            copy_locations(expr, node)
-            ast.fix_missing_locations(expr)
-            return expr
-        return self._visit_attribute_guarded(node)
+        if not self._fast_attribute(node):
+            return self._visit_attribute_guarded(node)
+        node = self.node_contents_visit(node)
+        fast = ast.Attribute(value=ast.Name("_go_", ast.Load()), attr=node.attr, ctx=ast.Load())
+        expr = ast.IfExp(test=self._plain_type_test(node.value), body=fast, orelse=self._guarded_read(node.attr))
+        copy_locations(expr, node)
+        ast.fix_missing_locations(expr)
+        return expr
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        """``obj.method(args)`` becomes ``_go_.method(args) if _type_(_go_ := obj) in _plain_types_
+        else _getattr_(_go_, "method")(args)``: the fast branch stays a method call (no bound
+        method built per call, as ``visit_Attribute``'s form would), which is most of the guards'
+        cost in loops that ``append``. The arguments are written twice (one branch runs), so only
+        short ones; ``*``/``**`` calls go through ``_apply_`` as before."""
+        func = node.func
+        if not (isinstance(func, ast.Attribute) and self._fast_attribute(func)
+                and not any(isinstance(arg, ast.Starred) for arg in node.args)
+                and all(keyword.arg is not None for keyword in node.keywords)):
+            return super().visit_Call(node)
+        obj = self.visit(func.value)
+        args = [self.visit(arg) for arg in node.args]
+        keywords = [self.visit(keyword) for keyword in node.keywords]
+        if not _at_most(METHOD_ARGUMENT_NODES, *args, *keywords):
+            method: ast.expr = ast.IfExp(test=self._plain_type_test(obj), body=ast.Attribute(
+                value=ast.Name("_go_", ast.Load()), attr=func.attr, ctx=ast.Load()), orelse=self._guarded_read(func.attr))
+            expr: ast.expr = ast.Call(func=method, args=args, keywords=keywords)
+        else:
+            fast = ast.Call(func=ast.Attribute(value=ast.Name("_go_", ast.Load()), attr=func.attr, ctx=ast.Load()),
+                            args=args, keywords=keywords)
+            slow = ast.Call(func=self._guarded_read(func.attr), args=copy.deepcopy(args),
+                            keywords=copy.deepcopy(keywords))
+            expr = ast.IfExp(test=self._plain_type_test(obj), body=fast, orelse=slow)
+        copy_locations(expr, node)
+        ast.fix_missing_locations(expr)
+        return expr
 
     def _scoped(self, kind: str, visit: Callable[[Any], Any], node: Any) -> Any:
         self._scopes.append(kind)
@@ -141,6 +244,7 @@ class SandboxPolicy(RestrictingNodeTransformer):
             self._scopes.pop()
 
     def visit_ClassDef(self, node: ast.ClassDef) -> Any:
+        self._names.add(node.name)
         return self._scoped("class", super().visit_ClassDef, node)
 
     def visit(self, node: Any) -> Any:
@@ -162,10 +266,12 @@ class SandboxPolicy(RestrictingNodeTransformer):
             self._annotations.add(id(node.returns))
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        self._names.add(node.name)
         self._mark_annotations(node)
         return self._scoped("function", super().visit_FunctionDef, node)
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> Any:
+        self._names.add(node.name)
         self._mark_annotations(node)
         return self._scoped("function", super().visit_AsyncFunctionDef, node)
 
@@ -207,6 +313,7 @@ class SandboxPolicy(RestrictingNodeTransformer):
         super().check_name(node, name, allow_magic_methods)
 
     def visit_Name(self, node: ast.Name) -> Any:
+        self._names.add(node.id)
         if node.id == "__name__" and isinstance(node.ctx, ast.Load):
             return node
         return super().visit_Name(node)

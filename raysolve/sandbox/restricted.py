@@ -42,6 +42,7 @@ from raysolve.sandbox.guards import (
 )
 from raysolve.sandbox.modules import INSTEAD, ModuleRegistry, StandIn, make_fake_module
 from raysolve.sandbox.policy import SandboxPolicy, format_compile_errors
+from raysolve.sandbox.scope import cell_function, keeps_names_global
 
 _MAX_ERROR_CHARS = 2000
 _MAX_FRAMES = 8
@@ -319,8 +320,14 @@ class Interpreter:
         class GuardedPolicy(Policy):
             fast_subscripts = False
 
-        self._policy = Policy
-        self._guarded_policy = GuardedPolicy
+        class ModulePolicy(Policy):
+            function_scope = False
+
+        class GuardedModulePolicy(GuardedPolicy):
+            function_scope = False
+
+        self._policy, self._guarded_policy = Policy, GuardedPolicy
+        self._module_policy, self._guarded_module_policy = ModulePolicy, GuardedModulePolicy
         self.builtins = build_builtins(self._import)
         self.globals = self._fresh_globals()
 
@@ -428,17 +435,33 @@ class Interpreter:
 
     # -- running
 
+    def _compile_with(self, code: str, filename: str, fast: type, guarded: type) -> Any:
+        """RestrictedPython's compile with the inline fast paths, or with guard calls only where
+        they met a place Python keeps ``:=`` out of."""
+        try:
+            result = compile_restricted_exec(code, filename=filename, policy=fast)
+            if not (result.code is None and any(_walrus_refused(e) for e in result.errors)):
+                return result
+        except SyntaxError as exc:
+            if not _walrus_refused(str(exc)):
+                raise
+        return compile_restricted_exec(code, filename=filename, policy=guarded)
+
     def compile(self, code: str, filename: str) -> tuple[types.CodeType | None, str]:
+        """The cell's code: its top level as a function (``scope.py``) where that runs the same,
+        else as a module; an error names what Python or the policy found at module level."""
         try:
             try:
-                result = compile_restricted_exec(code, filename=filename, policy=self._policy)
-                retry = result.code is None and any(_walrus_refused(e) for e in result.errors)
-            except SyntaxError as exc:
-                retry = _walrus_refused(str(exc))
-                if not retry:
-                    raise
-            if retry:  # the inline fast paths met a place Python keeps `:=` out of: guard calls there
-                result = compile_restricted_exec(code, filename=filename, policy=self._guarded_policy)
+                result = self._compile_with(code, filename, self._policy, self._guarded_policy)
+                if result.code is not None and not result.errors:
+                    function = cell_function(result.code)
+                    if function is None:  # left at module level (``from __future__``, ``return``, …)
+                        return result.code, ""
+                    if keeps_names_global(function):
+                        return function, ""
+            except SyntaxError:
+                pass
+            result = self._compile_with(code, filename, self._module_policy, self._guarded_module_policy)
         except (SyntaxError, ValueError, TypeError) as exc:
             return None, f"SyntaxError: {exc}"
         except RecursionError:
