@@ -129,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--orderings", type=int, default=20, help="random launch orders per problem")
     r.add_argument("--budget", type=int, help="samples per problem (a random subset per ordering; default: all)")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--modulus", type=int, help="grade integer answers modulo this")
+    r.add_argument("--modulus", type=int, help="integer answers vote and grade modulo this (AIMO: 1000)")
+    r.add_argument("--raw-answers", action="store_true",
+                   help="vote on the answer strings as they are, not on their vote keys (as the solver votes)")
     r.add_argument("--out", default="runs/replay", help="folder for replay.json, replay.csv, replay.png")
     return p
 
@@ -237,7 +239,7 @@ def replay_command(args: argparse.Namespace) -> int:
     try:
         policies = [parse_policy(p) for p in (args.policy or DEFAULT_POLICIES)]
         modes = [parse_mode(m) for m in (args.mode or DEFAULT_MODES)]
-        traces = load_traces(args.traces, args.gold)
+        traces = load_traces(args.traces, args.gold, raw_answers=args.raw_answers, modulus=args.modulus)
     except (ValueError, OSError) as exc:
         print(f"raysolve replay: {exc}", file=sys.stderr)
         return 2

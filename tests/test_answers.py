@@ -1,4 +1,5 @@
-"""Tests for raysolve.core.answers: extraction, normalisation, modulus, grading."""
+"""Tests for raysolve.core.answers: extraction, the vote key, modulus, grading (the broad corpus of
+forms is ``test_answer_corpus.py``)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import threading
 
 import pytest
 
+from raysolve.core import grading
 from raysolve.core.answers import (
     apply_modulus,
     extract_boxed,
     is_correct,
     normalize_answer,
     parse_answer,
+    vote_key,
 )
+from raysolve.core.grading import math_verify_equal
 
 # ---------------------------------------------------------------------------
 # extract_boxed
@@ -55,7 +59,7 @@ def test_extract_boxed_none(text: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# normalize_answer
+# normalize_answer (notation only) and vote_key
 
 
 @pytest.mark.parametrize(
@@ -73,26 +77,44 @@ def test_extract_boxed_none(text: str) -> None:
         (r"\text{(A)}", "(A)"),
         (r"\textbf{Monday}", "Monday"),
         (r"\text{no solution}", "nosolution"),
-        (r"12\text{ cm}", "12cm"),  # units kept
+        (r"12\text{ cm}", "12"),  # a unit after a number is notation
+        (r"x\text{ cm}", "xcm"),  # but not after anything else
         ("x = 3", "3"),
         ("y=-2", "-2"),
         ("x=y=3", "x=y=3"),  # not a single assignment
+        (r"x \in [1,2]", "[1,2]"),
         ("12.", "12"),
         (r"90^\circ", "90"),
         (r"90^{\circ}", "90"),
         (r"50\%", "50"),
         (r"\dfrac{\sqrt{3}}{2}", r"\frac{\sqrt{3}}{2}"),
-        (r"\tfrac{\pi}{4}", r"\frac{\pi}{4}"),
+        (r"\cfrac{\pi}{4}", r"\frac{\pi}{4}"),
+        (r"1\,000", "1{,}000"),  # a thin space between digit groups separates thousands
+        ("1 2", "1 2"),  # whitespace between numbers stays: 1 2 is not 12
+        (r"1 & 0 \\ 0 & 1", r"1&0\\0&1"),  # a row break is not a thin space
+        ("\u22125", "-5"),  # the Unicode minus
+        ("+5", "5"),
+        (r"\varnothing", r"\{\}"),
+        ("", ""),
+    ],
+)
+def test_normalize_answer(raw: str, expected: str) -> None:
+    assert normalize_answer(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
         ("1,000", "1000"),
         ("1,234,567", "1234567"),
         ("1{,}000", "1000"),
         (r"1\,000", "1000"),
-        ("1,2", "1,2"),  # not a thousands pattern: a pair
         ("+5", "5"),
         ("007", "7"),
         ("12.0", "12"),
-        ("12.50", "12.5"),
-        (".5", "0.5"),
+        ("12.50", "25/2"),  # exact: decimals are fractions
+        (".5", "1/2"),
+        ("0.333", "333/1000"),  # ... only when exactly equal: not 1/3
         ("-0.0", "0"),
         ("-3", "-3"),
         (r"\frac{2}{4}", "1/2"),
@@ -101,15 +123,29 @@ def test_extract_boxed_none(text: str) -> None:
         (r"-\frac{3}{6}", "-1/2"),
         (r"\frac{-3}{-6}", "1/2"),
         (r"\frac{3}{-6}", "-1/2"),
+        (r"2\frac12", "5/2"),
         ("2/4", "1/2"),
-        ("1/0", "1/0"),
-        (r"\frac{1}{2}\pi", r"\frac{1}{2}\pi"),  # only whole-answer fractions
-        ("0.5", "0.5"),  # decimals are not turned into fractions
-        ("", ""),
+        ("1/0", "1/0"),  # not a number: its text
+        ("1e3", "1000"),
+        (r"1.5\times10^{3}", "1500"),
+        ("10^6", "1000000"),
+        ("2^{10}", "1024"),
+        (r"\frac{1}{2}\pi", "pi/2"),
+        (r"\sqrt{12}", "2*sqrt(3)"),
+        (r"\frac{\sqrt5+1}{2}", "1/2 + sqrt(5)/2"),
+        (r"\left(1, \frac{1}{2}\right)", "(1, 1/2)"),
+        (r"\{3, 1, 2\}", "{1, 2, 3}"),
+        (r"(-\infty, 3]", "(-oo, 3]"),
+        (r"\begin{pmatrix}1 & 0 \\ 0 & 1\end{pmatrix}", "[[1, 0], [0, 1]]"),
+        (r"\textbf{(C)}", "(C)"),
+        ("C", "(C)"),
+        ("Monday", "Monday"),  # words stay words (math-verify would read a product of letters)
+        ("1 2", "1 2"),
+        ("", None),
     ],
 )
-def test_normalize_answer(raw: str, expected: str) -> None:
-    assert normalize_answer(raw) == expected
+def test_vote_key(raw: str, expected: str | None) -> None:
+    assert vote_key(raw) == expected
 
 
 @pytest.mark.parametrize(
@@ -120,15 +156,20 @@ def test_normalize_answer(raw: str, expected: str) -> None:
         ("1,000", "1000"),
         ("x = 12.0", "12"),
         (r"\left(1,2\right)", "(1, 2)"),
+        (r"\sqrt3", r"\sqrt{3}"),
+        ("x^{2}", "x^2"),
+        (r"\text{(A)}", "A"),
+        ("1e3", "1000"),
     ],
 )
-def test_normalize_groups(a: str, b: str) -> None:
-    assert normalize_answer(a) == normalize_answer(b)
+def test_equal_answers_share_a_key(a: str, b: str) -> None:
+    assert vote_key(a) == vote_key(b)
 
 
 @pytest.mark.parametrize(
     "raw",
-    ["x = 3.", r"\text{x = 1,000}", r"\dfrac{4}{8}", "-0.50", r"\left(1,\,2\right)", r"\boxed{\text{(B)}}"],
+    ["x = 3.", r"\text{x = 1,000}", r"\dfrac{4}{8}", "-0.50", r"\left(1,\,2\right)", r"\boxed{\text{(B)}}", r"1\,000",
+     r"1 & 0 \\ 0 & 1"],
 )
 def test_normalize_idempotent(raw: str) -> None:
     once = normalize_answer(raw)
@@ -155,7 +196,8 @@ def test_normalize_idempotent(raw: str) -> None:
         ("-" + "9" * 5000, "1"),
         ("1/2", None),  # not an integer: no vote
         ("2.5", None),
-        ("2^{10}", None),  # unevaluated: conservative
+        ("2^{10}", "24"),  # integer-valued: 1024
+        ("1e3", "0"),
         ("", None),
     ],
 )
@@ -210,9 +252,16 @@ def test_parse_answer(text: str, modulus: int | None, expected: str | None) -> N
         ("Monday", r"\text{Monday}", True),
         ("", "3", False),
         (None, "3", False),
+        ("3", None, False),  # no gold: not correct, no error
+        (r"1 & 0 \\ 0 & 1", r"1&0\\0&1", True),  # a row break followed by a space
+        (r"17\text{ any text}", "17", True),  # units, as math-verify drops them
+        (r"5 \text{ dollars}", "5", True),
+        (r"50\%", "0.5", False),  # a percent sign is notation: 50 is not 1/2
+        ("0.333", r"\frac13", False),  # exact numbers: different keys decide
+        (r"x \in [1,2]", "[1, 2]", True),
     ],
 )
-def test_is_correct(pred: str | None, gold: str, expected: bool) -> None:
+def test_is_correct(pred: str | None, gold: str | None, expected: bool) -> None:
     assert is_correct(pred, gold) is expected
 
 
@@ -224,7 +273,8 @@ def test_is_correct(pred: str | None, gold: str, expected: bool) -> None:
         ("997", "-3", True),
         ("12.0", "12", True),
         ("25", "1024", False),
-        ("2^{10}", "1024", False),  # must be an integer under a modulus
+        ("2^{10}", "1024", True),  # an integer-valued form
+        (r"\sqrt{2}", "1024", False),  # must be an integer under a modulus
         (None, "5", False),
     ],
 )
@@ -252,23 +302,41 @@ def test_is_correct_keeps_moderate_powers() -> None:
 
 
 def test_is_correct_off_main_thread() -> None:
-    """math-verify's signal timeouts fail outside the main thread; ours are off
-    there, even when a timeout is asked for."""
+    """math-verify's signal timeouts fail outside the main thread; there a comparison that
+    needs math-verify runs in the grading process instead."""
     results: list[bool] = []
     errors: list[BaseException] = []
 
     def grade() -> None:
         try:
-            results.append(is_correct("0.5", r"\frac{1}{2}", timeout_s=5))
-            results.append(is_correct("2", "3", timeout_s=5))
+            results.append(is_correct("0.5", r"\frac{1}{2}", timeout_s=30))  # equal keys
+            results.append(is_correct("2", "3", timeout_s=30))
+            results.append(math_verify_equal(r"\frac{1}{2}", "0.5", timeout_s=30))  # the grading process
+            results.append(math_verify_equal("2", "3", timeout_s=30))
         except BaseException as e:  # pragma: no cover - the failure we guard against
             errors.append(e)
 
     t = threading.Thread(target=grade)
     t.start()
-    t.join(timeout=60)
+    t.join(timeout=300)
     assert not errors
-    assert results == [True, False]
+    assert results == [True, False, True, False]
+
+
+def test_an_overrunning_comparison_is_killed_and_the_next_one_gets_a_fresh_process() -> None:
+    results: list[bool] = []
+
+    def grade() -> None:
+        results.append(math_verify_equal("x+1", "1+x", timeout_s=30))
+        first = grading._PROCESS._proc
+        results.append(math_verify_equal("x+2", "2+x", timeout_s=1e-6))  # no answer comes back that fast
+        results.append(grading._PROCESS._proc is None and first is not None and not first.is_alive())
+        results.append(math_verify_equal("x+3", "3+x", timeout_s=30))
+
+    t = threading.Thread(target=grade)
+    t.start()
+    t.join(timeout=300)
+    assert results == [True, False, True, True]
 
 
 def test_is_correct_with_timeout_on_main_thread() -> None:

@@ -79,6 +79,22 @@ def test_budget_subsamples_and_csv_traces_load(tmp_path):
     assert rows[0]["samples_started_mean"] == 2
 
 
+def test_samples_vote_with_the_solvers_vote_key_unless_raw_answers_are_asked_for(tmp_path):
+    # Another tool's traces: one answer in three forms outvoted, as raw strings, by a wrong one.
+    forms = [r"\\frac{1}{2}", "0.5", "1/2", "3", "3"]
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps({"problem_id": "q", "answer": a, "tokens": 10, "gold": r"\\dfrac12"}) + "\n"
+                            for a in forms))
+    (keyed,) = load_traces(path)
+    assert [s.answer for s in keyed.samples] == ["1/2", "1/2", "1/2", "3", "3"]
+    row = replay([keyed], [parse_policy("full")], [Mode("pool", 5)], orderings=2)[0]
+    assert row["full_vote_accuracy"] == 100.0  # graded on the text as written: \frac{1}{2}
+    (raw,) = load_traces(path, raw_answers=True)
+    assert replay([raw], [parse_policy("full")], [Mode("pool", 5)], orderings=2)[0]["full_vote_accuracy"] == 0.0
+    (mod,) = load_traces(path, modulus=1000)
+    assert [s.answer for s in mod.samples] == [None, None, None, "3", "3"]  # not integers: no vote
+
+
 @pytest.mark.slow
 def test_replay_command_on_the_shipped_traces(tmp_path):
     proc = subprocess.run(

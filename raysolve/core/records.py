@@ -68,6 +68,7 @@ class SampleRecord:
     sample_idx: int
     seed: int
     answer: str | None
+    """The vote key (``answers.vote_key``): what the sample voted for."""
     finish_reason: str
     """eos | length | cancelled | error"""
     cancelled: bool
@@ -90,6 +91,9 @@ class SampleRecord:
     late: bool = False
     """Finished after its problem had settled (its cancel lost the race): kept, but it did not vote."""
     error: str | None = None
+    answer_text: str | None = None
+    """The boxed answer as the model wrote it (``\\frac{\\sqrt3}{2}`` where ``answer`` is
+    ``sqrt(3)/2``): what grading reads."""
     text: str | None = None
     """The generated text, when the run keeps texts."""
 
@@ -110,9 +114,12 @@ class ProblemResult:
 
     problem_id: str
     answer: str | None
+    """The winning vote key."""
     settle_reason: str
     votes: dict[str, int]
     gold: str | None = None
+    answer_text: str | None = None
+    """The winning answer as its first voter wrote it (graded against ``gold``)."""
     correct: bool | None = None
     samples_budget: int = 0
     samples_started: int = 0

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from raysolve.core.answers import vote_key
 from raysolve.core.voting import FullVote, Settled, StopPolicy, VoteState, final_decision
 
 __all__ = ["Mode", "Outcome", "ProblemTrace", "Sample", "load_traces", "parse_mode", "replay", "simulate"]
@@ -58,6 +59,8 @@ class ProblemTrace:
     problem_id: str
     gold: str | None
     samples: list[Sample] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=dict)
+    """Each vote key's answer as its first sample wrote it: what grading reads."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,11 @@ def _tokens(row: dict[str, Any]) -> int:
     return int(float(row.get("generated_tokens") or 0)) + int(float(row.get("tool_output_tokens") or 0))
 
 
-def load_traces(path: str | Path, gold_path: str | Path | None = None) -> list[ProblemTrace]:
-    """Problems in first-seen order, each with its complete samples."""
+def load_traces(path: str | Path, gold_path: str | Path | None = None, *, raw_answers: bool = False,
+                modulus: int | None = None) -> list[ProblemTrace]:
+    """Problems in first-seen order, each with its complete samples. Samples vote with the vote key
+    of their answer as written (``answer_text`` where raysolve wrote one, else ``answer``), under
+    ``modulus``, as the solver votes; ``raw_answers`` votes on the strings as they are instead."""
     path = Path(path)
     golds: dict[str, str] = {}
     beside = path.with_name("problems.jsonl")
@@ -164,7 +170,11 @@ def load_traces(path: str | Path, gold_path: str | Path | None = None) -> list[P
         tokens = _tokens(row)
         wall = row.get("wall_s")
         duration = float(wall) if wall not in (None, "") and float(wall) > 0 else float(max(tokens, 1))
-        trace.samples.append(Sample(_answer(row.get("answer")), tokens, duration))
+        text = _answer(row.get("answer_text")) or _answer(row.get("answer"))
+        key = text if raw_answers or text is None else vote_key(text, modulus)
+        if key is not None and text is not None:
+            trace.texts.setdefault(key, text)
+        trace.samples.append(Sample(key, tokens, duration))
     return list(problems.values())
 
 
@@ -253,7 +263,7 @@ def replay(
             return None
         key = (trace.problem_id, answer)
         if key not in graded_cache:
-            graded_cache[key] = is_correct(answer, trace.gold, modulus)
+            graded_cache[key] = is_correct(trace.texts.get(answer, answer) if answer else answer, trace.gold, modulus)
         return graded_cache[key]
 
     tallies = {(p.name, m.name): _Tally() for p in policies for m in modes}

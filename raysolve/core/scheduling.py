@@ -610,13 +610,17 @@ def build_result(state: ProblemState, now: float, grade: bool = True) -> Problem
     elif decision.answer is None and state.finished and state.failed == state.finished:
         first = next((r.error for r in records if r.finish_reason == "error" and r.error), "")
         failure = f"every sample failed ({first})" if first else "every sample failed"
+    answer_text = next((r.answer_text for r in state.records
+                        if r.answer == decision.answer and r.answer is not None and not r.late), None)
+    graded = answer_text or decision.answer
     return ProblemResult(
         problem_id=state.problem.id,
         answer=decision.answer,
         settle_reason=decision.reason,
         votes=dict(sorted(state.counts.items(), key=lambda kv: -kv[1])),
         gold=gold,
-        correct=None if gold is None or not grade else is_correct(decision.answer, gold, state.template.settings.modulus),
+        answer_text=answer_text,
+        correct=None if gold is None or not grade else is_correct(graded, gold, state.template.settings.modulus),
         samples_budget=state.num_samples,
         samples_started=len({r.sample_idx for r in records}),
         samples_finished=state.finished,

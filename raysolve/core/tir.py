@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from raysolve.core.answers import parse_answer
+from raysolve.core.answers import extract_boxed, vote_key
 from raysolve.core.errors import ContextOverflow, error_for
 from raysolve.core.prompting import PromptFormat, TokenCodec
 from raysolve.core.protocols import Engine, GenerationRequest, Sandbox
@@ -41,6 +41,9 @@ class SampleOutcome:
 
     finish_reason: SampleFinish = "eos"
     answer: str | None = None
+    """The vote key of the last box (``answers.parse_answer``)."""
+    answer_text: str | None = None
+    """The last box's content as the model wrote it: what grading reads."""
     text: str = ""
     generated_tokens: int = 0
     tool_output_tokens: int = 0
@@ -152,7 +155,10 @@ async def run_sample(
     if out.finish_reason != "cancelled":
         # Code output can print "\boxed{...}" (or a fake output fence); only the
         # model's own text is read for the answer.
-        out.answer = parse_answer("".join(model_pieces), cfg.modulus)
+        model_text = "".join(model_pieces)
+        out.answer_text = extract_boxed(model_text)
+        if out.answer_text is not None:  # a LaTeX form's first sight parses for milliseconds: off the loop
+            out.answer = await asyncio.to_thread(vote_key, out.answer_text, cfg.modulus)
     return out
 
 

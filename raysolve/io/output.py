@@ -264,7 +264,7 @@ def _problem_schema() -> Any:
     return pa.schema([
         ("problem_id", t), ("answer", t), ("settle_reason", t),
         ("votes", pa.list_(pa.struct([("answer", t), ("count", i)]))),
-        ("gold", t), ("correct", pa.bool_()), ("samples_budget", i), ("samples_started", i),
+        ("gold", t), ("answer_text", t), ("correct", pa.bool_()), ("samples_budget", i), ("samples_started", i),
         ("samples_finished", i), ("samples_cancelled", i), ("samples_failed", i), ("samples_late", i),
         ("generated_tokens", i), ("tool_output_tokens", i), ("code_calls", i),
         ("settle_s", f), ("wall_s", f), ("policy", t), ("mode", t), ("total_tokens", i),
@@ -280,7 +280,8 @@ def _sample_schema() -> Any:
         ("cancelled", pa.bool_()), ("generated_tokens", i), ("tool_output_tokens", i),
         ("code_calls", i), ("code_errors", i), ("wall_s", f), ("first_token_s", f), ("tool_s", f),
         ("start_s", f), ("end_s", f),
-        ("finish_order", i), ("engine", i), ("attempt", i), ("late", pa.bool_()), ("error", t), ("text", t),
+        ("finish_order", i), ("engine", i), ("attempt", i), ("late", pa.bool_()), ("error", t), ("answer_text", t),
+        ("text", t),
     ])
 
 

@@ -24,8 +24,10 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from typing import Any, AsyncIterator
 
+from raysolve.core import grading
 from raysolve.core.answers import is_correct
 from raysolve.core.errors import find_sample_error
 from raysolve.core.records import Problem, ProblemResult
@@ -47,6 +49,8 @@ _GRADE_TIMEOUT_S = 120.0
 """Longest a result's grading (SymPy, math-verify) may take, queueing included; past it ``correct``
 stays None. Grading runs beside the loop, so this only bounds a grader that never returns: it is
 far above a normal grading (milliseconds) even on a starved host."""
+_VERIFY_TIMEOUT_S = 30.0
+"""Longest one math-verify comparison may take: its process is killed past it (``grading.py``)."""
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,7 @@ class Coordinator:
         self.engines = engines
         self.scheduler = Scheduler(config.scheduler_settings(), depths, clock=time.monotonic, grade=False)
         self._grader = ThreadPoolExecutor(max_workers=4, thread_name_prefix="grade")
-        self._grader.submit(is_correct, "1", "1", None)  # the grader's first call imports its parsers (seconds)
+        self._grader.submit(grading.warm_up)  # imports the parsers and starts the grading process (seconds)
         self.health = {"engines_restarted": 0, "engines_hung": 0, "engines_reported_dead": 0,
                        "engines_unreachable": 0, "grading_timeouts": 0}
         self._watchdog: asyncio.Task | None = None
@@ -244,7 +248,8 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         try:
             correct = await asyncio.wait_for(
-                loop.run_in_executor(self._grader, is_correct, r.answer, r.gold, done.modulus), _GRADE_TIMEOUT_S)
+                loop.run_in_executor(self._grader, partial(is_correct, r.answer_text or r.answer, r.gold, done.modulus,
+                                                           timeout_s=_VERIFY_TIMEOUT_S)), _GRADE_TIMEOUT_S)
         except asyncio.TimeoutError:
             self.health["grading_timeouts"] += 1
             correct = None

@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict, deque
 from typing import Any, AsyncIterator
 
+from raysolve.core.canonical import canonical_key
 from raysolve.runtime.config import SolverConfig
 from raysolve.engines import make_engine
 from raysolve.core.protocols import Engine
@@ -185,7 +186,11 @@ class EngineActor:
     async def _start(self) -> None:
         # A restarted actor: the sessions of its earlier incarnation's samples were never closed.
         await self.sandbox.claim()
+        # The vote key's LaTeX parser (SymPy) imports in seconds: once here, beside the engine's
+        # start, rather than in the event loop on the first sample with a LaTeX answer.
+        warm_keys = asyncio.get_running_loop().run_in_executor(None, canonical_key, r"\frac{\sqrt{2}}{2}")
         await self.engine.start()
+        await warm_keys
         codec = getattr(self.engine, "codec", None)
         self.codec = codec if codec is not None else HFTokenCodec(self.engine.tokenizer, self.fmt.code_end)
 
@@ -208,6 +213,7 @@ class EngineActor:
             sample_idx=request.sample_idx,
             seed=request.seed,
             answer=outcome.answer if outcome else None,
+            answer_text=outcome.answer_text if outcome else None,
             finish_reason=outcome.finish_reason if outcome else "cancelled",
             cancelled=cancelled,
             generated_tokens=outcome.generated_tokens if outcome else 0,
