@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="results/tiny-eval")
     p.add_argument("--run-dir", default="runs/tiny-eval")
     p.add_argument("--analyse-only", action="store_true")
+    p.add_argument("--backend", help="engine backend for the run (default: the config's, hf on CPU); vllm on a GPU")
+    p.add_argument("--gpus-per-engine", type=float, help="GPUs per engine actor (with --backend vllm: 1)")
     args = p.parse_args(argv)
     heldout, out = Path(args.heldout), Path(args.out)
     if not heldout.exists():
@@ -67,13 +69,18 @@ def main(argv: list[str] | None = None) -> int:
                  "--pool", str(args.samples), "--policy", "full"]
         if args.model:
             flags += ["--model", args.model]
+        if args.backend:
+            flags += ["--backend", args.backend]
+        if args.gpus_per_engine is not None:
+            flags += ["--gpus-per-engine", str(args.gpus_per_engine)]
         if cli_main(flags) != 0:
             return 1
     report = analyse(heldout, Path(args.run_dir))
     report.update({
         "samples_per_problem": args.samples,
         "command": "python " + " ".join(["jobs/eval_tiny.py", *(argv or sys.argv[1:])]),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, no GPU",
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, "
+                   + (f"backend {args.backend}, {args.gpus_per_engine or 0:g} GPU per engine" if args.backend else "no GPU"),
         "date": time.strftime("%Y-%m-%d"),
         "model": args.model or "default",
     })

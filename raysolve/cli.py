@@ -1,4 +1,4 @@
-"""The ``raysolve`` command.
+"""raysolve: solve competition math with open models on Ray, by a majority vote of tool-using samples.
 
 ``raysolve solve INPUT`` loads problems (JSONL, Parquet, CSV, JSON or a `datasets`
 path/name), solves them on a local Ray instance (or ``--address``), streams results
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -24,7 +25,7 @@ from raysolve.competition.budget import POLICIES
 from raysolve.runtime.config import SolverConfig
 from raysolve.engines import BACKENDS, NOT_MODELS
 from raysolve.io.output import ResultWriter, RunSummary
-from raysolve.io.problems import Fields, Problem, RowError, count_rows, load_problems
+from raysolve.io.problems import Fields, Problem, RowError, check_input, load_problems
 
 
 MODEL_BACKENDS = sorted(set(BACKENDS) - NOT_MODELS)  # not the test engine or the benchmark load generator
@@ -52,10 +53,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown after each flag's help (``None`` and ``False`` defaults are not defaults)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="raysolve", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="raysolve", description=__doc__.split("\n\n")[0], formatter_class=_Help)
     sub = p.add_subparsers(dest="command")
-    s = sub.add_parser("solve", help="solve a problem set and write results")
+    s = sub.add_parser("solve", help="solve a problem set and write results", formatter_class=_Help,
+                       description="Solve a problem set; results stream to --out, and rerunning resumes.")
     s.add_argument("input", help="problems: .jsonl/.parquet/.csv/.json file, or a datasets path or hub name")
     s.add_argument("--out", help="output directory (default: runs/<input name>)")
     s.add_argument("--config", help="SolverConfig YAML; flags below override it")
@@ -73,14 +84,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="a progress bar, or a log line every --log-every s (auto: bar on a terminal)")
     s.add_argument("--log-every", type=float, default=10.0, help="seconds between progress lines and summary updates")
     g = _engine_flags(s)
-    g.add_argument("--samples", type=int, help="samples per problem (vote budget)")
-    g.add_argument("--mode", choices=["pool", "wave", "launch-all"], help="scheduling mode")
-    g.add_argument("--pool", type=int, help="in-flight samples per problem in pool mode (the wave size in wave mode)")
-    g.add_argument("--policy", help="stop policy, e.g. 'default', 'full', 'unbeatable|beta:0.95:min=3'")
+    built_in = SolverConfig().scheduling
+    g.add_argument("--samples", type=int, help=f"samples per problem, the vote's budget (default: {built_in.num_samples})")
+    g.add_argument("--mode", choices=["pool", "wave", "launch-all"],
+                   help=f"scheduling: samples in flight per problem as a pool, in waves, or all at once (default: {built_in.mode})")
+    g.add_argument("--pool", type=int,
+                   help=f"in-flight samples per problem in pool mode, the wave size in wave mode (default: {built_in.pool_size})")
+    g.add_argument("--policy", help="stop policy: when the vote is settled and the other samples are cancelled, e.g. "
+                                    f"'full', 'unbeatable|beta:0.95:min=3' (default: {built_in.stop_policy})")
     g.add_argument("--modulus", type=int, help="take integer answers modulo this (AIMO: 1000)")
-    a = sub.add_parser("aimo", help="competition mode: answer problems one at a time within a time budget")
+    a = sub.add_parser("aimo", help="competition mode: answer problems one at a time within a time budget",
+                       formatter_class=_Help, description="Competition mode: one problem at a time within a time budget.")
     a.add_argument("input", help="problems: .csv/.jsonl/.parquet/.json (columns id, problem, optional answer)")
-    a.add_argument("--out", help="output directory (default: runs/aimo-<input name>); rerunning resumes")
+    a.add_argument("--out", help="output directory (default: runs/aimo-<input name>, or runs/<input name> when it "
+                                 "starts with 'aimo'); rerunning resumes")
     a.add_argument("--config", help="SolverConfig YAML; flags below override it")
     a.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     a.add_argument("--problem-field", help="column with the problem text (default: problem, question)")
@@ -107,11 +124,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--modulus", type=int, default=1000, help="answers are integers modulo this (AIMO-3: 100000)")
     b.add_argument("--fallback-answer", type=int, default=0, help="answer when no sample voted in time")
     _engine_flags(a)
-    v = sub.add_parser("serve", help="serve POST /v1/solve over HTTP (Ray Serve; Ctrl-C stops)")
+    v = sub.add_parser("serve", help="serve POST /v1/solve over HTTP (Ray Serve; Ctrl-C stops)", formatter_class=_Help)
     v.add_argument("--config", help="SolverConfig YAML (default: the embedded default engine)")
     v.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     v.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0 for all interfaces)")
-    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--port", type=int, default=8000, help="listen port")
     v.add_argument("--max-ongoing-requests", type=int, default=32, help="requests solved at once")
     v.add_argument("--max-queued-requests", type=int, default=64, help="requests waiting; beyond: 503")
     e = sub.add_parser("engine", help="engine recipes: build a TensorRT-LLM engine or checkpoint")
@@ -121,14 +138,15 @@ def _parser() -> argparse.ArgumentParser:
     eb.add_argument("--dry-run", action="store_true", help="print the steps and check the inputs; run nothing")
     sub.add_parser("bench", add_help=False,  # its own parser: raysolve.bench.orchestration
                    help="orchestration benchmarks: engine alone vs solver, cancellation, scaling (--help)")
-    r = sub.add_parser("replay", help="replay per-sample traces under stop policies and scheduling modes")
+    r = sub.add_parser("replay", help="replay per-sample traces under stop policies and scheduling modes",
+                       formatter_class=_Help)
     r.add_argument("traces", help="per-sample traces: .jsonl[.gz]/.csv/.parquet (a run's samples.jsonl)")
     r.add_argument("--gold", help="problems file with gold answers (default: problems.jsonl beside the traces)")
     r.add_argument("--policy", action="append", help="stop policy spec; repeat for several (default: a standard set)")
     r.add_argument("--mode", action="append", help="pool:K, wave:K or launch-all; repeat (default: pool:1 pool:4 pool:8 wave:8 launch-all)")
     r.add_argument("--orderings", type=int, default=20, help="random launch orders per problem")
     r.add_argument("--budget", type=int, help="samples per problem (a random subset per ordering; default: all)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=0, help="seed of the random launch orders")
     r.add_argument("--modulus", type=int, help="integer answers vote and grade modulo this (AIMO: 1000)")
     r.add_argument("--raw-answers", action="store_true",
                    help="vote on the answer strings as they are, not on their vote keys (as the solver votes)")
@@ -137,15 +155,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _engine_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    g = parser.add_argument_group("engine and samples (override the config)")
+    built_in = SolverConfig()
+    g = parser.add_argument_group("engine and samples (override the config; defaults are the built-in config's)")
     g.add_argument("--model", help="model path for the engine (default: the embedded tiny model)")
-    g.add_argument("--backend", choices=MODEL_BACKENDS, help="engine backend")
-    g.add_argument("--engines", type=_actor_count, help="number of engine actors, or 'auto' (one per --gpus-per-engine GPUs)")
-    g.add_argument("--gpus-per-engine", type=float, help="GPUs each engine actor holds (the tensor-parallel size; 0: CPU)")
-    g.add_argument("--max-tokens", type=int, help="token budget per sample (incl. tool output)")
-    g.add_argument("--max-code-calls", type=int, help="code calls per sample")
-    g.add_argument("--temperature", type=float)
-    g.add_argument("--seed", type=int)
+    g.add_argument("--backend", choices=MODEL_BACKENDS, help=f"engine backend (default: {built_in.engine.backend})")
+    g.add_argument("--engines", type=_actor_count,
+                   help=f"number of engine actors, or 'auto': one per --gpus-per-engine GPUs (default: {built_in.engine.num_actors})")
+    g.add_argument("--gpus-per-engine", type=float, help="GPUs each engine actor holds, the tensor-parallel size (default: 0, CPU)")
+    g.add_argument("--max-tokens", type=int,
+                   help=f"token budget per sample, tool output included (default: {built_in.budget.max_tokens})")
+    g.add_argument("--max-code-calls", type=int, help=f"code calls per sample (default: {built_in.budget.max_code_calls})")
+    g.add_argument("--temperature", type=float,
+                   help=f"sampling temperature; 0 is greedy, which one sample per problem needs (default: {built_in.sampling.temperature})")
+    g.add_argument("--seed", type=int, help=f"base seed: each sample's seed derives from it, so a rerun draws the same samples "
+                                            f"(default: {built_in.seed})")
     g.add_argument("--keep-text", action="store_true", help="store generated texts in samples.jsonl")
     return g
 
@@ -158,13 +181,15 @@ def aimo_command(args: argparse.Namespace) -> int:
     try:
         cfg = build_config(args, scheduling=False)
     except ValueError as exc:
-        print(f"raysolve: bad configuration: {exc}", file=sys.stderr)
+        print(f"raysolve: bad configuration: {config_error(exc, args.config)}", file=sys.stderr)
         return 2
-    if not Path(args.input).exists():
-        print(f"raysolve: input not found: {args.input}", file=sys.stderr)
+    fields = Fields.of(args.problem_field, args.id_field, args.answer_field)
+    check = check_input(args.input, fields)  # before anything starts: one clear line, exit 2
+    if check.error:
+        print(f"raysolve: {check.error}", file=sys.stderr)
         return 2
     problems: list[Problem] = []
-    for item in load_problems(args.input, Fields.of(args.problem_field, args.id_field, args.answer_field)):
+    for item in load_problems(args.input, fields):
         if isinstance(item, RowError):
             print(f"raysolve: skipped row {item.row}: {item.reason}", file=sys.stderr, flush=True)
         elif args.limit is None or len(problems) < args.limit:
@@ -180,7 +205,9 @@ def aimo_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"raysolve: bad budget: {exc}", file=sys.stderr)
         return 2
-    out_dir = Path(args.out or Path("runs") / f"aimo-{Path(args.input).stem}")
+    stem = Path(args.input).stem
+    out_dir = Path(args.out or Path("runs") / (stem if stem.startswith("aimo") else f"aimo-{stem}"))
+    _quiet_ray_token_notice(args.address)
     summary = run_offline(problems, cfg, total_s=total_s, policy=policy, out_dir=out_dir, modulus=args.modulus,
                           fallback_answer=args.fallback_answer, resume=not args.no_resume,
                           startup_counts=not args.startup_free, address=args.address)
@@ -211,6 +238,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from raysolve.serve import build
 
+    _quiet_ray_token_notice(args.address)
     ray.init(address=args.address, include_dashboard=False, configure_logging=False)
     serve.start(http_options={"host": args.host, "port": args.port})
     app = build({"config": args.config, "max_ongoing_requests": args.max_ongoing_requests,
@@ -233,16 +261,20 @@ def replay_command(args: argparse.Namespace) -> int:
     """``raysolve replay``: the table on stdout, the files in ``--out``."""
     import platform
 
-    from raysolve.core.replay import DEFAULT_MODES, DEFAULT_POLICIES, format_table, load_traces, parse_mode, replay, write_report
+    from raysolve.core.replay import (DEFAULT_MODES, DEFAULT_POLICIES, format_table, load_traces, parse_mode, replay,
+                                      trace_warnings, write_report)
     from raysolve.core.voting import parse_policy
 
     try:
         policies = [parse_policy(p) for p in (args.policy or DEFAULT_POLICIES)]
         modes = [parse_mode(m) for m in (args.mode or DEFAULT_MODES)]
         traces = load_traces(args.traces, args.gold, raw_answers=args.raw_answers, modulus=args.modulus)
+        warnings = trace_warnings(args.traces, traces, args.gold)
     except (ValueError, OSError) as exc:
         print(f"raysolve replay: {exc}", file=sys.stderr)
         return 2
+    for warning in warnings:
+        print(f"raysolve replay: warning: {warning}", file=sys.stderr)
     sizes = sorted({len(t.samples) for t in traces})
     started = time.perf_counter()
     rows = replay(traces, policies, modes, orderings=args.orderings, seed=args.seed, budget=args.budget,
@@ -255,6 +287,7 @@ def replay_command(args: argparse.Namespace) -> int:
     meta = {
         "command": "raysolve replay " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["replay"] else "raysolve replay",
         "traces": str(args.traces), "problems": len(traces), "budget": budget, "orderings": args.orderings,
+        "warnings": warnings,
         "seed": args.seed, "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.node()}",
         "replay_s": round(time.perf_counter() - started, 1),
         "title": f"{Path(args.traces).name}: {len(traces)} problems × {budget} samples, {args.orderings} orders each",
@@ -272,6 +305,45 @@ def _actor_count(text: str) -> int | str:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
+_FLAG_OF = {
+    "num_samples": "--samples", "mode": "--mode", "pool_size": "--pool", "stop_policy": "--policy",
+    "max_tokens": "--max-tokens", "max_code_calls": "--max-code-calls", "temperature": "--temperature",
+    "num_actors": "--engines", "num_gpus": "--gpus-per-engine", "backend": "--backend", "modulus": "--modulus",
+    "seed": "--seed",
+}
+"""The CLI flag that sets each config field, for error messages."""
+
+
+def config_error(exc: Exception, config_file: str | None = None) -> str:
+    """A configuration error in the words of the command line: the flag (or the config file's
+    field) and pydantic's reason, one per line, instead of a validation dump."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    lines = []
+    for error in errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        field = loc[-1] if loc else ""
+        where = _FLAG_OF.get(field) if len(loc) == 1 else None
+        if where is None:
+            where = ".".join(loc) + (f" (in {config_file})" if config_file else "")
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return "; ".join(lines)
+
+
+def _quiet_ray_token_notice(address: str | None) -> None:
+    """A Ray instance this command starts itself turns token authentication on (Ray's default
+    for local clusters, a token made on first use) and says so on every command; that notice is
+    not news to a user of this command, so its logger is turned down. Nothing about the
+    authentication itself changes (setting ``RAY_AUTH_MODE`` here would be too late: Ray reads it
+    at import)."""
+    import logging
+
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 
 def build_config(args: argparse.Namespace, scheduling: bool = True) -> SolverConfig:
@@ -317,19 +389,20 @@ def solve_command(args: argparse.Namespace) -> int:
     try:
         cfg = build_config(args)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        print(f"raysolve: bad configuration: {exc}", file=sys.stderr)
+        print(f"raysolve: bad configuration: {config_error(exc, args.config)}", file=sys.stderr)
         return 2
     source = args.input
-    if not Path(source).exists() and Path(source).suffix in (".jsonl", ".json", ".csv", ".parquet"):
-        print(f"raysolve: input not found: {source}", file=sys.stderr)
+    fields = Fields.of(args.problem_field, args.id_field, args.answer_field)
+    check = check_input(source, fields, split=args.split)  # before Ray and the model start: one clear line
+    if check.error:
+        print(f"raysolve: {check.error}", file=sys.stderr)
         return 2
     out_dir = Path(args.out or Path("runs") / Path(source).stem)
-    fields = Fields.of(args.problem_field, args.id_field, args.answer_field)
     writer = ResultWriter(out_dir, resume=not args.no_resume,
                           shard_rows=args.shard_rows if args.format == "parquet" else None)
     total = writer.previous  # earlier runs' totals; this run's results are added below
     this_run = RunSummary()
-    rows_in_input = count_rows(source)
+    rows_in_input = check.rows
     use_bar = args.progress == "bar" or (args.progress == "auto" and sys.stderr.isatty())
     report = ProgressReport(rows_in_input, total.problems, args.limit)
 
@@ -358,7 +431,14 @@ def solve_command(args: argparse.Namespace) -> int:
                 "input": str(source), "input_rows": rows_in_input, "format": args.format,
                 "coordinator": coordinator, "sandboxes": sandboxes, "startup_s": round(startup_s, 2)}
 
+    if args.limit != 0 and not any(not isinstance(item, RowError) and item.id not in writer.done_ids
+                                   for item in load_problems(source, fields, split=args.split)):
+        # Everything is done already: say so without starting Ray and the engines.
+        print(f"raysolve: nothing left to solve: {total.problems} problems are done in {out_dir}/ "
+              f"(accuracy {'n/a' if total.accuracy is None else f'{total.accuracy:.1%}'}; --no-resume starts over)")
+        return 0
     boot = time.perf_counter()
+    _quiet_ray_token_notice(args.address)
     with Solver(cfg, address=args.address) as solver:
         started = time.perf_counter()  # throughput excludes Ray start-up and model loading
         startup_s = started - boot

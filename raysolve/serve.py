@@ -9,6 +9,10 @@ the CLI); concurrent requests become concurrent problems in that coordinator, so
 their samples share the engines' continuous batches. Overload is answered by Serve
 (503) once ``max_ongoing_requests`` run and ``max_queued_requests`` wait. A client
 that disconnects, or a request's ``time_limit_s``, stops that request's samples.
+
+``/docs`` (Swagger UI) and ``/redoc`` load their scripts and stylesheets from this server
+(``/docs-assets/``, the files the ``fastapi-offline`` package ships), not from a CDN, so they
+work on a machine without internet access.
 """
 
 
@@ -17,11 +21,15 @@ import json
 import time
 import typing
 import uuid
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 import ray
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import StreamingResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from ray import serve
 
@@ -99,8 +107,11 @@ SampleSummary = _sample_summary_model()
 
 
 class SolveResponse(BaseModel):
+    """The settled vote. Every field is always present: ``answer`` is ``null`` when no sample
+    gave an answer, ``samples`` is ``null`` unless ``keep_samples``."""
+
     id: str
-    answer: str | None
+    answer: str | None = Field(description="The winning vote key; null when there are no votes.")
     settle_reason: str = Field(description="Which stop rule decided, or budget / time_limit / cancelled.")
     votes: dict[str, int]
     samples_started: int
@@ -112,7 +123,7 @@ class SolveResponse(BaseModel):
     settle_s: float
     wall_s: float
     queue_s: float = Field(description="Seconds between arrival and the answer that were not solving.")
-    samples: list[SampleSummary] | None = None
+    samples: list[SampleSummary] | None = Field(None, description="Per-sample summaries; null unless keep_samples.")
 
 
 def to_response(request_id: str, result: ProblemResult, started: float, keep_samples: bool) -> dict[str, Any]:
@@ -140,7 +151,57 @@ api = FastAPI(
     title="raysolve",
     summary="Competition math by tool-integrated reasoning, majority vote and early stopping.",
     version="1",
+    docs_url=None,  # FastAPI's own pages load their assets from a CDN: ours are below
+    redoc_url=None,
 )
+
+DOCS_ASSETS_URL = "/docs-assets"
+"""Where the Swagger UI and ReDoc files are served."""
+DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+"""The files the docs pages load, all from ``DOCS_ASSETS_URL``."""
+
+
+def docs_assets_dir() -> Path:
+    """The folder of ``DOCS_ASSETS``: the Swagger UI and ReDoc builds that ``fastapi-offline`` ships."""
+    folder = Path(fastapi_offline.__file__).parent / "static"
+    missing = [name for name in DOCS_ASSETS if not (folder / name).is_file()]
+    if missing:
+        raise RuntimeError(f"fastapi-offline no longer ships {missing} in {folder}: update raysolve.serve")
+    return folder
+
+
+api.mount(DOCS_ASSETS_URL, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
+
+
+def _root(request: Request) -> str:
+    """The prefix the app is mounted under (Serve's route prefix), for the pages' own links."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+@api.get("/docs", include_in_schema=False)
+async def swagger_ui(request: Request) -> HTMLResponse:
+    """Swagger UI for ``/openapi.json``, with its script and stylesheet served locally."""
+    root = _root(request)
+    return get_swagger_ui_html(
+        openapi_url=f"{root}{api.openapi_url}",
+        title=f"{api.title} - Swagger UI",
+        swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+        swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+    )
+
+
+@api.get("/redoc", include_in_schema=False)
+async def redoc(request: Request) -> HTMLResponse:
+    """ReDoc for ``/openapi.json``, served locally and without Google Fonts."""
+    root = _root(request)
+    return get_redoc_html(
+        openapi_url=f"{root}{api.openapi_url}",
+        title=f"{api.title} - ReDoc",
+        redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+        redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+        with_google_fonts=False,
+    )
 
 
 @serve.deployment(max_ongoing_requests=32, max_queued_requests=64, ray_actor_options={"num_cpus": 0})
@@ -166,7 +227,7 @@ class SolverApp:
         return {"status": "ok", "engines": len(self.solver.engines), "active_problems": stats["active"],
                 "queued_problems": stats["queued"], "samples_in_flight": stats["in_flight"]}
 
-    @api.post("/v1/solve", response_model=SolveResponse, response_model_exclude_none=True)
+    @api.post("/v1/solve", response_model=SolveResponse)
     async def solve(self, request: SolveRequest) -> dict[str, Any]:
         """Solve one problem and answer when its vote is settled."""
         started = time.monotonic()

@@ -98,10 +98,30 @@ def test_a_stopped_run_says_so_and_the_same_command_resumes(ray_local, tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["problems"] == 3 and summary["correct"] == 3
 
+    # once more: nothing is left, and nothing starts (no Ray, no engine)
+    proc = _solve(*flags, "--config", config("fast.yaml", 10_000_000), cwd=tmp_path)
+    assert proc.returncode == 0 and "nothing left to solve: 3 problems are done" in proc.stdout, proc.stdout
+    assert "started in" not in proc.stdout
+
 
 def test_bad_configuration_is_a_clear_error(tmp_path):
     proc = _solve(str(ROOT / "examples" / "problems.jsonl"), "--policy", "beta:2", cwd=tmp_path)
-    assert proc.returncode == 2 and "bad configuration" in proc.stderr and "beta" in proc.stderr
+    assert proc.returncode == 2 and "bad configuration: --policy: bad stop policy 'beta:2'" in proc.stderr
+    assert "SchedulingConfig" not in proc.stderr and "errors.pydantic.dev" not in proc.stderr
+    proc = _solve(str(ROOT / "examples" / "problems.jsonl"), "--samples", "0", cwd=tmp_path)
+    assert proc.returncode == 2 and "--samples: Input should be greater than or equal to 1" in proc.stderr
+
+
+def test_help_shows_what_each_flag_does_and_its_default(capsys):
+    from raysolve.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["solve", "--help"])
+    options = " ".join(capsys.readouterr().out.split()).split("options:", 1)[1]  # after the usage lines
+    for flag, default in [("--samples", "8"), ("--pool", "4"), ("--mode", "pool"), ("--policy", "default"),
+                          ("--max-tokens", "1024"), ("--temperature", "0.7"), ("--seed", "0"), ("--log-every", "10.0")]:
+        described = options.split(f"{flag} ", 1)[1][:300]
+        assert f"(default: {default})" in described, (flag, described)
 
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "engines").glob("*.yaml")))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from raysolve.core.replay import Mode, Sample, load_traces, parse_mode, replay, simulate
+from raysolve.core.replay import (DEFAULT_MODES, DEFAULT_POLICIES, EARLY_STOP_MEANING, NO_GOLD, Mode, Sample, load_traces,
+                                  parse_mode, replay, simulate, trace_warnings, write_report)
 from raysolve.core.voting import FullVote, parse_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,3 +117,66 @@ def test_wave_mode_launches_the_next_wave_only_when_the_last_is_back():
     assert out.answer == "a" and out.started == 8 and out.makespan == 40
     pool = simulate(s, parse_policy("k-identical:4"), Mode("pool", 4))
     assert pool.makespan < out.makespan  # pool refills at once, so it finishes sooner
+
+
+def write_run(folder, samples_per_problem, cancelled=(), gold=True, budget=None, started=None, policy="full"):
+    """A solver run's files: ``samples.jsonl`` (``cancelled`` rows as (problem, count)) and ``problems.jsonl``."""
+    rows, problems = [], []
+    for i, n in enumerate(samples_per_problem):
+        pid = f"p{i}"
+        rows += [{"problem_id": pid, "answer": "a" if j % 3 else "b", "generated_tokens": 10 + j, "tool_output_tokens": 0,
+                  "cancelled": False, "wall_s": 1.0 + j} for j in range(n)]
+        rows += [{"problem_id": pid, "answer": None, "generated_tokens": 3, "tool_output_tokens": 0, "cancelled": True,
+                  "wall_s": 0.5}] * dict(cancelled).get(pid, 0)
+        problems.append({"problem_id": pid, "gold": "a" if gold else None, "policy": policy,
+                         "samples_budget": budget or n, "samples_started": (started or {}).get(pid, budget or n)})
+    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "problems.jsonl").write_text("".join(json.dumps(r) + "\n" for r in problems))
+    return folder / "samples.jsonl"
+
+
+def test_a_full_run_with_golds_has_no_warnings(tmp_path):
+    path = write_run(tmp_path, [6, 6, 6])
+    assert trace_warnings(path, load_traces(path)) == []
+
+
+def test_cancelled_samples_of_an_early_stopped_run_are_counted_and_explained(tmp_path):
+    # launch-all under a stop policy: all 8 started, the siblings still running when it settled cancelled
+    path = write_run(tmp_path, [6, 8, 7, 8], cancelled=[("p0", 2), ("p2", 1)], budget=8, policy="unbeatable")
+    traces = load_traces(path)
+    assert [len(t.samples) for t in traces] == [6, 8, 7, 8]  # still dropped, as before
+    warnings = trace_warnings(path, traces)
+    assert warnings[0] == "3 cancelled samples in 2 of 4 problems dropped (rows with cancelled: true)"
+    assert warnings[-1] == EARLY_STOP_MEANING and "--policy full" in EARLY_STOP_MEANING
+    assert len(warnings) == 2  # every sample of the budget was started; golds are there
+
+
+def test_samples_an_early_stopped_run_never_started_are_counted(tmp_path):
+    # pool:1 under a stop policy: nothing is cancelled, the rest of the budget is just never started
+    path = write_run(tmp_path, [3, 8, 4], budget=8, started={"p0": 3, "p2": 4}, policy="first-k:3")
+    warnings = trace_warnings(path, load_traces(path))
+    assert warnings == ["9 samples of the budget in 2 of 3 problems never started (the run's stop policy first-k:3 "
+                        "settled first): not in the traces", EARLY_STOP_MEANING]
+
+
+def test_traces_without_any_gold_say_the_accuracy_columns_are_empty(tmp_path):
+    path = write_run(tmp_path, [5, 5], gold=False)
+    assert trace_warnings(path, load_traces(path)) == [NO_GOLD]
+    (tmp_path / "problems.jsonl").unlink()
+    assert trace_warnings(path, load_traces(path)) == [NO_GOLD]
+    gold = tmp_path / "gold.jsonl"  # --gold FILE: golds, and no run fields
+    gold.write_text(json.dumps({"problem_id": "p0", "gold": "a"}) + "\n")
+    assert trace_warnings(path, load_traces(path, gold), gold) == []
+
+
+@pytest.mark.parametrize("gold", [True, False])
+def test_the_plot_is_written_with_many_policies_and_modes(tmp_path, gold):
+    path = write_run(tmp_path, [6] * 4, cancelled=[("p1", 2)], gold=gold)
+    traces = load_traces(path)
+    policies = [parse_policy(p) for p in (*DEFAULT_POLICIES, "first-k:2", "first-k:3", "beta:0.9", "predictive:0.9")]
+    rows = replay(traces, policies, [parse_mode(m) for m in DEFAULT_MODES], orderings=2)
+    assert len({r["policy"] for r in rows}) >= 18 and len({r["mode"] for r in rows}) == 5
+    warnings = trace_warnings(path, traces)
+    write_report(rows, tmp_path / "out", {"title": "many policies " * 12, "warnings": warnings})
+    assert (tmp_path / "out" / "replay.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "out" / "replay.json").read_text())["warnings"] == warnings

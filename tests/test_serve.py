@@ -13,6 +13,8 @@ import asyncio
 import json
 import socket
 import time
+from html.parser import HTMLParser
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
@@ -76,6 +78,57 @@ def test_solve(base_url: str) -> None:
     assert body["votes"]["399"] >= 1 and body["settle_reason"]
     assert 1 <= body["samples_started"] <= 4 and len(body["samples"]) == body["samples_started"]
     assert body["generated_tokens"] > 0 and body["wall_s"] > 0
+
+
+def test_solve_without_votes_answers_null(base_url: str) -> None:
+    """One token per sample cannot hold a boxed answer: no votes, and the body still says
+    ``"answer": null`` (and so does each sample's summary), as the schema requires."""
+    response = httpx.post(f"{base_url}/v1/solve", json={"problem": GCD, "samples": 2, "max_tokens": 1}, timeout=120)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "answer" in body and body["answer"] is None, body
+    assert body["votes"] == {} and body["samples"]
+    assert all("answer" in s and s["answer"] is None for s in body["samples"]), body["samples"]
+    quiet = httpx.post(f"{base_url}/v1/solve", json={"problem": GCD, "samples": 1, "max_tokens": 1,
+                                                     "keep_samples": False}, timeout=120).json()
+    assert quiet["answer"] is None and "samples" in quiet and quiet["samples"] is None, quiet
+    schema = httpx.get(f"{base_url}/openapi.json", timeout=30).json()["components"]["schemas"]["SolveResponse"]
+    assert "answer" in schema["required"]
+
+
+class _AssetLinks(HTMLParser):
+    """The URLs a page loads: ``<script src>`` and ``<link href>`` (stylesheet, icon)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs).get({"script": "src", "link": "href"}.get(tag, ""))
+        if found:
+            self.urls.append(found)
+
+
+@pytest.mark.parametrize(("page", "assets"), [
+    ("/docs", {"swagger-ui-bundle.js", "swagger-ui.css"}),
+    ("/redoc", {"redoc.standalone.js"}),
+])
+def test_docs_pages_load_nothing_from_outside(base_url: str, page: str, assets: set[str]) -> None:
+    """The docs pages work offline: every script and stylesheet comes from this server."""
+    response = httpx.get(f"{base_url}{page}", timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    parser = _AssetLinks()
+    parser.feed(response.text)
+    assert assets <= {url.rsplit("/", 1)[-1] for url in parser.urls}, parser.urls
+    server = urlsplit(base_url).netloc
+    for url in parser.urls:
+        absolute = urljoin(f"{base_url}{page}", url)
+        assert urlsplit(absolute).netloc == server, f"{page} loads {url} from elsewhere"
+        asset = httpx.get(absolute, timeout=30)
+        assert asset.status_code == 200, (url, asset.status_code)
+        assert len(asset.content) > 1000, (url, len(asset.content))
+    for text in ("https://", "http://"):  # nothing else on the page points outside either
+        assert text not in response.text.replace(base_url, ""), response.text
 
 
 def test_stream(base_url: str) -> None:

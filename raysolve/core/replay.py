@@ -18,7 +18,9 @@ Trace format: one row per sample, in CSV, JSONL (optionally ``.gz``) or Parquet.
 ==================  =========================================================
 
 A run of the solver with ``--policy full`` writes exactly this (``samples.jsonl``
-with ``problems.jsonl`` beside it), so any run can be replayed.
+with ``problems.jsonl`` beside it), so any run can be replayed. A run that stopped
+early (a stop policy, a time limit) can be replayed too, but its full vote is only
+the samples that finished: ``trace_warnings`` says so, with the counts.
 
 Simulation of one problem, for one random launch order of its samples: in
 ``pool:k`` mode at most k samples run at once and the next starts when one
@@ -44,7 +46,8 @@ from typing import Any, Iterable, Iterator
 from raysolve.core.answers import vote_key
 from raysolve.core.voting import FullVote, Settled, StopPolicy, VoteState, final_decision
 
-__all__ = ["Mode", "Outcome", "ProblemTrace", "Sample", "load_traces", "parse_mode", "replay", "simulate"]
+__all__ = ["Mode", "Outcome", "ProblemTrace", "Sample", "load_traces", "parse_mode", "replay", "simulate",
+           "trace_warnings"]
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,7 @@ def load_traces(path: str | Path, gold_path: str | Path | None = None, *, raw_an
     ``modulus``, as the solver votes; ``raw_answers`` votes on the strings as they are instead."""
     path = Path(path)
     golds: dict[str, str] = {}
-    beside = path.with_name("problems.jsonl")
-    gold_file = Path(gold_path) if gold_path else (beside if beside.exists() and beside != path else None)
+    gold_file = _gold_file(path, gold_path)
     if gold_file is not None:
         for row in _rows(gold_file):
             gold = row.get("gold", row.get("answer_gold"))
@@ -176,6 +178,69 @@ def load_traces(path: str | Path, gold_path: str | Path | None = None, *, raw_an
             trace.texts.setdefault(key, text)
         trace.samples.append(Sample(key, tokens, duration))
     return list(problems.values())
+
+
+def _gold_file(path: Path, gold_path: str | Path | None) -> Path | None:
+    """The problems file ``load_traces`` reads golds from: ``gold_path``, else ``problems.jsonl`` beside."""
+    if gold_path:
+        return Path(gold_path)
+    beside = path.with_name("problems.jsonl")
+    return beside if beside.exists() and beside != path else None
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+EARLY_STOP_MEANING = ("these traces come from an early-stopped run: the full vote replayed here is only what was "
+                      "finished, so policies look closer to it than they are; replay a run made with --policy full")
+NO_GOLD = "accuracy columns are empty: no gold answers (give --gold FILE or a problems.jsonl beside the traces)"
+
+
+def trace_warnings(path: str | Path, traces: list[ProblemTrace], gold_path: str | Path | None = None) -> list[str]:
+    """One-line warnings about what ``load_traces(path, gold_path)`` could not replay honestly; empty
+    when nothing is wrong. ``load_traces`` drops cancelled rows (they are not complete samples), so
+    traces of an early-stopped run replay as if the stopped vote were the full vote: this names the
+    samples dropped (``cancelled: true``) and, where the run's ``problems.jsonl`` records
+    ``samples_budget``/``samples_started``, the samples never started, and says what that means;
+    and it says when no problem has a gold answer, so the accuracy columns are empty."""
+    path = Path(path)
+    ids = {t.problem_id for t in traces}
+    cancelled: dict[str, int] = {}
+    for row in _rows(path):
+        if "problem_id" in row and _truthy(row.get("cancelled", False)):
+            pid = str(row["problem_id"])
+            cancelled[pid] = cancelled.get(pid, 0) + 1
+    total = len(ids | set(cancelled))
+    unstarted: dict[str, int] = {}
+    run_policies: set[str] = set()
+    gold_file = _gold_file(path, gold_path)
+    if gold_file is not None and gold_file.exists():
+        for row in _rows(gold_file):
+            pid = str(row.get("problem_id"))
+            if pid not in ids and pid not in cancelled:
+                continue  # another run's or dataset's problem
+            try:
+                missing = int(row["samples_budget"]) - int(row["samples_started"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if missing > 0:
+                unstarted[pid] = missing
+                if row.get("policy"):
+                    run_policies.add(str(row["policy"]))
+    warnings = []
+    if cancelled:
+        warnings.append(f"{_plural(sum(cancelled.values()), 'cancelled sample')} in {len(cancelled)} of "
+                        f"{_plural(total, 'problem')} dropped (rows with cancelled: true)")
+    if unstarted:
+        by = f" (the run's stop policy {', '.join(sorted(run_policies))} settled first)" if run_policies else ""
+        warnings.append(f"{_plural(sum(unstarted.values()), 'sample')} of the budget in {len(unstarted)} of "
+                        f"{_plural(total, 'problem')} never started{by}: not in the traces")
+    if cancelled or unstarted:
+        warnings.append(EARLY_STOP_MEANING)
+    if traces and all(t.gold is None for t in traces):
+        warnings.append(NO_GOLD)
+    return warnings
 
 
 # ---------------------------------------------------------------------------- simulation
@@ -344,7 +409,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def write_report(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
-    """``replay.json`` (rows + how they were made), ``replay.csv`` and ``replay.png``."""
+    """``replay.json`` (rows + how they were made), ``replay.csv`` and ``replay.png``; ``meta["warnings"]``
+    (``trace_warnings``), where given, is kept in ``replay.json`` and printed on the plot."""
     import csv
 
     out.mkdir(parents=True, exist_ok=True)
@@ -353,36 +419,68 @@ def write_report(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) ->
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    _plot(rows, out / "replay.png", meta.get("title", "replay"))
+    _plot(rows, out / "replay.png", meta.get("title", "replay"), meta.get("warnings", ()))
 
 
-def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+_MARKERS = "osD^vP*X<>ph"
+
+
+def _plot(rows: list[dict[str, Any]], path: Path, title: str, notes: Iterable[str] = ()) -> None:
+    """One panel per mode (shared axes, so modes compare), each policy one colour × marker pair
+    named once in a legend beside the panels: 15+ policies stay legible where per-point labels
+    piled up. y is accuracy where graded, else agreement with the full vote; ``notes`` (the
+    trace warnings) are printed under the title so the picture carries them too."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
+    graded = any(r["accuracy"] is not None for r in rows)
+    y_key, y_label = (("accuracy", "accuracy %") if graded else
+                      ("agrees_with_full_vote_pct", "answer = full vote's, % of runs"))
     modes = list(dict.fromkeys(r["mode"] for r in rows))
-    cols = min(4, len(modes))
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    colours = plt.get_cmap("tab10").colors
+    style = {p: (colours[i % len(colours)], _MARKERS[i % len(_MARKERS)]) for i, p in enumerate(policies)}
+    cols = min(3, len(modes))
     nrows = -(-len(modes) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4.6 * nrows), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.3 * cols, 3.6 * nrows), sharex=True, sharey=True,
+                             squeeze=False)
     flat = [ax for row in axes for ax in row]
     for ax in flat[len(modes):]:
         ax.axis("off")
     for ax, mode in zip(flat, modes):
-        for r in (r for r in rows if r["mode"] == mode and r["accuracy"] is not None):
-            ax.scatter(r["tokens_pct_of_full"], r["accuracy"], s=22)
-            ax.annotate(r["policy"], (r["tokens_pct_of_full"], r["accuracy"]), fontsize=6,
-                        xytext=(3, 2), textcoords="offset points")
-        full = next((r for r in rows if r["mode"] == mode and r["accuracy"] is not None), None)
+        points = [r for r in rows if r["mode"] == mode and r[y_key] is not None]
+        full = next((r["full_vote_accuracy"] if graded else 100.0 for r in points), None)
         if full is not None:
-            ax.axhline(full["full_vote_accuracy"], color="grey", lw=0.8, ls="--")
-        ax.set_title(mode)
-        ax.set_xlabel("tokens, % of the full vote")
-        ax.set_xlim(0, 105)
-    for row in axes:
-        row[0].set_ylabel("accuracy %  (dashed: full vote)")
-    fig.suptitle(title, fontsize=10)
+            ax.axhline(full, color="grey", lw=0.8, ls="--", zorder=1)
+        ax.axvline(100, color="grey", lw=0.5, ls=":", zorder=1)
+        for r in points:
+            colour, marker = style[r["policy"]]
+            ax.scatter(r["tokens_pct_of_full"], r[y_key], s=46, color=colour, marker=marker, alpha=0.85,
+                       edgecolors="black", linewidths=0.4, zorder=3)
+        ax.set_title(mode, fontsize=10)
+        ax.grid(alpha=0.25)
+        ax.tick_params(labelsize=8)
+        ax.set_xlim(0, 108)
+    for i, ax in enumerate(flat[:len(modes)]):
+        if i + cols >= len(modes):  # nothing below: this panel carries the x axis
+            ax.set_xlabel("tokens, % of the full vote", fontsize=9)
+            ax.xaxis.set_tick_params(labelbottom=True)
+        if i % cols == 0:
+            ax.set_ylabel(f"{y_label}\n(dashed: full vote)", fontsize=9)
+    handles = [Line2D([], [], ls="", marker=style[p][1], color=style[p][0], markeredgecolor="black",
+                      markeredgewidth=0.4, markersize=7, label=p) for p in policies]
+    fig.legend(handles=handles, title="stop policy", loc="upper left", bbox_to_anchor=(1.0, 0.97),
+               fontsize=8, title_fontsize=9, frameon=False, ncols=1 + (len(policies) - 1) // 24)
+    width = 20 + 30 * cols  # characters that fit across the panels at this font size
+    heading = "\n".join(textwrap.wrap(title, width))
+    warned = [line for note in notes for line in textwrap.wrap(f"warning: {note}", width)]
+    heading = "\n".join([heading, *warned])
+    fig.suptitle(heading, fontsize=8 if warned else 9, color="firebrick" if warned else "black")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -96,20 +96,28 @@ class RunSummary:
     def lines(self) -> list[str]:
         """Human-readable summary lines for the terminal."""
         acc = f"{self.correct}/{self.graded} = {self.accuracy:.1%}" if self.graded else "n/a (no gold answers)"
-        return [
-            f"problems      {self.problems} solved ({self.resumed_problems} from an earlier run),"
-            f" {self.skipped_rows} rows skipped",
-            f"accuracy      {acc}",
-            f"samples       {self.samples_started} started, {self.samples_finished} finished,"
-            f" {self.samples_cancelled} cancelled, {self.samples_failed} failed"
-            + (f", {self.samples_late} late (finished after the vote settled)" if self.samples_late else ""),
-            f"tokens        {self.generated_tokens} generated + {self.tool_output_tokens} tool output,"
-            f" {self.code_calls} code calls",
-            f"throughput    {self.tokens_per_s:.0f} tokens/s, {self.problems / max(self.wall_s, 1e-9):.2f}"
-            f" problems/s over {self.wall_s:.1f} s",
-            f"settled by    {', '.join(f'{k}: {v}' for k, v in sorted(self.settle_reasons.items()))}",
-        ] + ([f"failed        {self.failed_problems} problems without a real settle (see failed.jsonl):"
-              " run again to solve them"] if self.failed_problems else [])
+        solved = f"problems      {self.problems} solved" if self.problems else "problems      none solved in this run"
+        if self.resumed_problems:
+            solved += f" ({self.resumed_problems} of them in an earlier run)"
+        if self.skipped_rows:
+            solved += f", {self.skipped_rows} rows skipped"
+        out = [solved]
+        if self.problems:
+            out += [
+                f"accuracy      {acc}",
+                f"samples       {self.samples_started} started, {self.samples_finished} finished,"
+                f" {self.samples_cancelled} cancelled, {self.samples_failed} failed"
+                + (f", {self.samples_late} late (finished after the vote settled)" if self.samples_late else ""),
+                f"tokens        {self.generated_tokens} generated + {self.tool_output_tokens} tool output,"
+                f" {self.code_calls} code calls",
+                f"throughput    {self.tokens_per_s:.0f} tokens/s, {self.problems / max(self.wall_s, 1e-9):.2f}"
+                f" problems/s over {self.wall_s:.1f} s",
+                f"settled by    {', '.join(f'{k}: {v}' for k, v in sorted(self.settle_reasons.items()))}",
+            ]
+        if self.failed_problems:
+            out.append(f"failed        {self.failed_problems} problems without a real settle (see failed.jsonl):"
+                       " run again to solve them")
+        return out
 
 
 class ResultWriter:

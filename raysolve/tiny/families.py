@@ -1368,6 +1368,437 @@ def palindromes_count(rng: random.Random) -> TinyProblem:
     return _make("palindromes_count", rng, problem, answer, [Step(rng.choice(["Check every number in the range.", "Brute force: compare each string with its reverse."]), code)])
 
 
+# --------------------------------------------------------------------------
+# one-line arithmetic and algebra (issue 21): the short questions a first-time user types
+# ("What is 17*23?"). One cell each, Python computes and prints the integer answer.
+
+
+def _num(rng: random.Random, min_digits: int, max_digits: int) -> int:
+    """A random integer with ``min_digits``..``max_digits`` digits (one-digit numbers are 2..9)."""
+    d = rng.randint(min_digits, max_digits)
+    return rng.randint(2 if d == 1 else 10 ** (d - 1), 10**d - 1)
+
+
+def _signed(value: int) -> str:
+    """`` + 5`` or `` - 5`` (a constant term after another term)."""
+    return f" + {value}" if value >= 0 else f" - {-value}"
+
+
+def _nonzero(rng: random.Random, hi: int) -> int:
+    return rng.choice([1, -1]) * rng.randint(1, hi)
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+_TIMES = ("*", " * ", " × ", " \\times ", " times ", " multiplied by ")
+
+
+def product(rng: random.Random) -> TinyProblem:
+    kind = rng.random()
+    if kind < 0.55:
+        a, b = _num(rng, 1, 4), _num(rng, 1, 4)
+        answer = sum(a for _ in range(b))  # reference: repeated addition
+        expr = f"{a}{rng.choice(_TIMES)}{b}"
+        problem = rng.choice([
+            f"What is {expr}?",
+            f"Compute {expr}.",
+            f"Calculate {expr}.",
+            f"Multiply {a} by {b}.",
+            f"What is the product of {a} and {b}?",
+            f"{expr} = ?",
+            f"{expr}",
+            f"what is {expr}",
+            f"Evaluate ${a} \\times {b}$.",
+        ])
+        code = rng.choice([f"print({a} * {b})", f"a, b = {a}, {b}\nprint(a * b)"])
+    elif kind < 0.8:
+        factors = [_num(rng, 1, 3) for _ in range(3)]
+        answer = 1
+        for f in factors:
+            answer = sum(answer for _ in range(f))
+        sym = rng.choice(_TIMES[:5])
+        expr = sym.join(map(str, factors))
+        problem = rng.choice([
+            f"What is {expr}?",
+            f"Compute {expr}.",
+            f"Calculate {expr}.",
+            f"Find the product of {factors[0]}, {factors[1]} and {factors[2]}.",
+            f"{expr}?",
+        ])
+        code = f"print({' * '.join(map(str, factors))})"
+    else:
+        a, b, c, d = (_num(rng, 1, 3) for _ in range(4))
+        sign = rng.choice("+-")
+        if sign == "-" and a * b < c * d:
+            a, b, c, d = c, d, a, b
+        first, second = sum(a for _ in range(b)), sum(c for _ in range(d))
+        answer = first + second if sign == "+" else first - second
+        sym = rng.choice(_TIMES[:4])
+        expr = f"{a}{sym}{b} {sign} {c}{sym}{d}"
+        problem = rng.choice([f"What is {expr}?", f"Compute {expr}.", f"Calculate {expr}.", f"{expr} = ?"])
+        code = f"print({a} * {b} {sign} {c} * {d})"
+    thought = rng.choice(["Multiply directly in Python.", "Let Python do the arithmetic.", "Evaluate the product exactly."])
+    return _make("product", rng, problem, answer, [Step(thought, code)])
+
+
+def _power_ref(base: int, exp: int) -> int:
+    value = 1
+    for _ in range(exp):
+        value *= base
+    return value
+
+
+def _small_power(rng: random.Random, limit: int) -> tuple[int, int]:
+    """A base and exponent >= 2 with base**exp < limit."""
+    base = rng.randint(2, 12) if rng.random() < 0.7 else rng.randint(13, 99)
+    top = 2
+    while _power_ref(base, top + 1) < limit:
+        top += 1
+    return base, rng.randint(2, top)
+
+
+def power(rng: random.Random) -> TinyProblem:
+    kind = rng.random()
+    mod = False
+    if kind < 0.25:
+        b = _num(rng, 1, 4)
+        answer = _power_ref(b, 2)
+        problem = rng.choice([
+            f"What is {b} squared?",
+            f"Find {b} squared.",
+            f"What is the square of {b}?",
+            f"Compute {b}^2.",
+            f"{b} squared",
+            f"{b}^2 = ?",
+        ])
+        code = rng.choice([f"print({b}**2)", f"print({b} * {b})"])
+    elif kind < 0.4:
+        b = _num(rng, 1, 4)
+        answer = _power_ref(b, 3)
+        problem = rng.choice([
+            f"What is {b} cubed?",
+            f"Find {b} cubed.",
+            f"What is the cube of {b}?",
+            f"Compute {b}^3.",
+            f"{b} cubed?",
+        ])
+        code = rng.choice([f"print({b}**3)", f"print(pow({b}, 3))"])
+    elif kind < 0.8:
+        b, e = _small_power(rng, 10**12)
+        answer = _power_ref(b, e)
+        problem = rng.choice([
+            f"What is {b}^{e}?",
+            f"Compute {b}**{e}.",
+            f"What is {b} to the power of {e}?",
+            f"Calculate {b} raised to the power {e}.",
+            f"Find {b} to the {_ordinal(e)} power.",
+            f"Evaluate ${b}^{{{e}}}$.",
+            f"{b}^{e}",
+            f"what is {b}**{e}",
+        ])
+        code = rng.choice([f"print({b}**{e})", f"print(pow({b}, {e}))"])
+    elif kind < 0.9:
+        (b, e), (c, f) = _small_power(rng, 10**11), _small_power(rng, 10**11)
+        sign = rng.choice("+-")
+        if sign == "-" and _power_ref(b, e) < _power_ref(c, f):
+            b, e, c, f = c, f, b, e
+        answer = _power_ref(b, e) + _power_ref(c, f) if sign == "+" else _power_ref(b, e) - _power_ref(c, f)
+        expr = f"{b}^{e} {sign} {c}^{f}"
+        problem = rng.choice([f"What is {expr}?", f"Compute {expr}.", f"{expr} = ?"])
+        code = f"print({b}**{e} {sign} {c}**{f})"
+    else:
+        b = rng.randint(2, 99)
+        low = 2
+        while _power_ref(b, low) < 10**12:
+            low += 1
+        e = rng.randint(low, 200)
+        mod, answer = True, _powmod(b, e, 1000)
+        problem = rng.choice([f"What is {b}^{e}?", f"Compute {b}**{e}.", f"Find {b} to the power of {e}."])
+        problem = f"{problem} {rng.choice(MOD_SUFFIXES)}"
+        code = rng.choice([f"print({b}**{e} % 1000)", f"print(pow({b}, {e}, 1000))"])
+    thought = rng.choice(["Compute the power exactly in Python.", "Python integers are exact; evaluate the power.",
+                          "Let Python evaluate the power."])
+    if mod:
+        thought = "Reduce the power modulo 1000 in Python."
+    return _make("power", rng, problem, answer, [Step(thought, code)])
+
+
+def remainder(rng: random.Random) -> TinyProblem:
+    kind = rng.random()
+    m = rng.choice([rng.randint(2, 12), rng.randint(2, 100), rng.randint(100, 999)])
+    if kind < 0.65:
+        a = _num(rng, 2, 7)
+        while a <= m:
+            a = _num(rng, 2, 7)
+        answer = a - m * (a // m)
+        problem = rng.choice([
+            f"What is the remainder when {a} is divided by {m}?",
+            f"Compute {a} mod {m}.",
+            f"Find {a} % {m}.",
+            f"What is {a} modulo {m}?",
+            f"What remainder does {a} leave when divided by {m}?",
+            f"What is the remainder of {a} divided by {m}?",
+            f"{a} mod {m}",
+            f"{a} % {m} = ?",
+        ])
+        code = rng.choice([f"print({a} % {m})", f"q, r = divmod({a}, {m})\nprint(r)"])
+    elif kind < 0.9:
+        b, e = rng.randint(2, 20), rng.randint(2, 40)
+        answer = _powmod(b, e, m)
+        problem = rng.choice([
+            f"What is the remainder of {b}^{e} divided by {m}?",
+            f"What is the remainder when {b}^{e} is divided by {m}?",
+            f"Find {b}^{e} mod {m}.",
+            f"Compute {b}**{e} % {m}.",
+        ])
+        code = rng.choice([f"print({b}**{e} % {m})", f"print(pow({b}, {e}, {m}))"])
+    else:
+        a, b = _num(rng, 2, 4), _num(rng, 2, 4)
+        answer = (a % m) * (b % m) % m
+        problem = rng.choice([
+            f"What is the remainder when {a} × {b} is divided by {m}?",
+            f"Find ({a} * {b}) mod {m}.",
+            f"Compute {a}*{b} % {m}.",
+        ])
+        code = f"print({a} * {b} % {m})"
+    thought = rng.choice(["Use Python's % operator for the remainder.", "Compute the remainder directly in Python."])
+    return _make("remainder", rng, problem, answer, [Step(thought, code)])
+
+
+_NICE_PERCENTS = (5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 75, 80, 90)
+_DECIMAL_PERCENTS = (Fraction(1, 2), Fraction(5, 2), Fraction(15, 2), Fraction(25, 2), Fraction(75, 2), Fraction(125, 2),
+                  Fraction(35, 4), Fraction(1, 4))
+
+
+def _pct_text(p: Fraction) -> str:
+    return str(p.numerator) if p.denominator == 1 else str(p.numerator / p.denominator)
+
+
+def _multiple_for(rng: random.Random, p: Fraction, limit: int) -> int:
+    """A positive x <= limit (roughly) such that p% of x is an integer."""
+    den = (p / 100).denominator
+    return den * rng.randint(1, max(1, limit // den))
+
+
+def percentage(rng: random.Random) -> TinyProblem:
+    kind = rng.random()
+    thought = rng.choice(["Compute it exactly in Python.", "Work with exact integers or fractions.", "Translate the percentage into arithmetic."])
+    if kind < 0.45:
+        r = rng.random()
+        p = Fraction(rng.choice(_NICE_PERCENTS) if r < 0.4 else rng.randint(1, 99) if r < 0.75
+                     else rng.choice([110, 120, 125, 150, 175, 200, 250, 300]) if r < 0.85 else rng.choice(_DECIMAL_PERCENTS))
+        x = _multiple_for(rng, p, rng.choice([200, 1000, 5000]))
+        answer = p * x / 100
+        pt = _pct_text(p)
+        problem = rng.choice([
+            f"What is {pt}% of {x}?",
+            f"Find {pt} percent of {x}.",
+            f"Compute {pt}% of {x}.",
+            f"How much is {pt}% of {x}?",
+            f"Calculate {pt} percent of {x}.",
+            f"{pt}% of {x}?",
+            f"what's {pt}% of {x}",
+        ])
+        if p.denominator == 1:
+            code = rng.choice([f"print({x} * {p} // 100)", f"from fractions import Fraction\nprint(Fraction({p}, 100) * {x})"])
+        else:
+            code = f"from fractions import Fraction\nprint(Fraction('{pt}') * {x} / 100)"
+    elif kind < 0.7:
+        up = rng.random() < 0.5
+        p = Fraction(rng.choice(_NICE_PERCENTS) if rng.random() < 0.6 else rng.randint(1, 99))
+        x = _multiple_for(rng, p, rng.choice([200, 1000, 5000]))
+        answer = x + p * x / 100 if up else x - p * x / 100
+        pt = _pct_text(p)
+        if up:
+            problem = rng.choice([
+                f"A price of {x} is increased by {pt}%. What is the new price?",
+                f"What is {x} increased by {pt}%?",
+                f"Increase {x} by {pt}%.",
+                f"A town of {x} people grows by {pt}%. What is its new population?",
+            ])
+        else:
+            problem = rng.choice([
+                f"A price of {x} is decreased by {pt}%. What is the new price?",
+                f"What is {x} decreased by {pt}%?",
+                f"Decrease {x} by {pt}%.",
+                f"An item costs {x} dollars and is discounted by {pt}%. What does it cost now?",
+            ])
+        op = "+" if up else "-"
+        code = rng.choice([f"print({x} * (100 {op} {p}) // 100)", f"new = {x} {op} {x} * {p} // 100\nprint(new)"])
+    elif kind < 0.9:
+        p = Fraction(rng.choice(_NICE_PERCENTS) if rng.random() < 0.5 else rng.randint(1, 250))
+        x = _multiple_for(rng, p, rng.choice([200, 1000]))
+        y = p * x / 100
+        answer = y * 100 / x
+        problem = rng.choice([
+            f"What percent of {x} is {y}?",
+            f"{y} is what percent of {x}?",
+            f"What percentage of {x} is {y}?",
+            f"Express {y} as a percentage of {x}.",
+        ])
+        code = rng.choice([f"print({y} * 100 // {x})", f"from fractions import Fraction\nprint(Fraction({y}, {x}) * 100)"])
+    else:
+        p = Fraction(rng.choice(_NICE_PERCENTS) if rng.random() < 0.6 else rng.randint(1, 99))
+        whole = _multiple_for(rng, p, rng.choice([200, 1000, 5000]))
+        y = p * whole / 100
+        answer = y * 100 / p
+        problem = rng.choice([
+            f"{y} is {p}% of what number?",
+            f"{p}% of a number is {y}. What is the number?",
+            f"If {p} percent of a number is {y}, what is the number?",
+        ])
+        code = rng.choice([f"print({y} * 100 // {p})", f"from fractions import Fraction\nprint(Fraction({y} * 100, {p}))"])
+    assert answer.denominator == 1
+    return _make("percentage", rng, problem, int(answer), [Step(thought, code)])
+
+
+def _lin_term(a: int, var: str, code: bool = False) -> str:
+    """``3x`` / ``x`` / ``-x`` / ``-3x`` (``3*x`` in code)."""
+    return {1: var, -1: f"-{var}"}.get(a, f"{a}*{var}" if code else f"{a}{var}")
+
+
+def linear_equation(rng: random.Random) -> TinyProblem:
+    var = rng.choice("xxxxyyntkmz")
+    s = rng.randint(1, 40) if rng.random() < 0.8 else rng.randint(-20, 0)
+    kind = rng.random()
+    if kind < 0.45:
+        # a v + b = c
+        a = rng.randint(2, 20) if rng.random() < 0.85 else rng.choice([1, -1, -2, -3, -5, -7])
+        b = _nonzero(rng, 60)
+        A, B, C, D = Fraction(a), Fraction(b), Fraction(0), Fraction(a * s + b)
+        text = f"{_lin_term(a, var)}{_signed(b)} = {a * s + b}"
+        lhs, rhs = f"{_lin_term(a, var, True)}{_signed(b)}", f"{a * s + b}"
+    elif kind < 0.7:
+        # a v + b = c v + d
+        a = rng.randint(1, 15)
+        c = rng.choice([x for x in range(1, 16) if x != a])
+        b = _nonzero(rng, 60)
+        d = a * s + b - c * s
+        A, B, C, D = Fraction(a), Fraction(b), Fraction(c), Fraction(d)
+        text = f"{_lin_term(a, var)}{_signed(b)} = {_lin_term(c, var)}{_signed(d)}"
+        lhs, rhs = f"{_lin_term(a, var, True)}{_signed(b)}", f"{_lin_term(c, var, True)}{_signed(d)}"
+    elif kind < 0.85:
+        # v/k + b = c
+        k = rng.randint(2, 12)
+        s = k * rng.randint(-5, 30)
+        b = _nonzero(rng, 60)
+        A, B, C, D = Fraction(1, k), Fraction(b), Fraction(0), Fraction(s // k + b)
+        text = f"{var}/{k}{_signed(b)} = {s // k + b}"
+        lhs, rhs = f"{var}/{k}{_signed(b)}", f"{s // k + b}"
+    else:
+        # a (v + b) = c
+        a = rng.randint(2, 12)
+        b = _nonzero(rng, 20)
+        A, B, C, D = Fraction(a), Fraction(a * b), Fraction(0), Fraction(a * (s + b))
+        text = f"{a}({var}{_signed(b)}) = {a * (s + b)}"
+        lhs, rhs = f"{a}*({var}{_signed(b)})", f"{a * (s + b)}"
+    solution = (D - B) / (A - C)  # reference: A v + B = C v + D
+    assert solution.denominator == 1
+    problem = rng.choice([
+        f"Solve {text}.",
+        f"Solve {text} for {var}.",
+        f"If {text}, what is {var}?",
+        f"Find {var} such that {text}.",
+        f"What value of {var} satisfies {text}?",
+        f"Find {var} if {text}.",
+        f"solve {text}",
+        f"{text}, {var} = ?",
+    ])
+    step = rng.choice([
+        Step("Solve the equation with sympy.",
+             f"from sympy import Eq, solve, symbols\n{var} = symbols('{var}')\nprint(solve(Eq({lhs}, {rhs}), {var})[0])"),
+        Step("Move everything to one side and solve with sympy.",
+             f"from sympy import solve, symbols\n{var} = symbols('{var}')\nprint(solve({lhs} - ({rhs}), {var})[0])"),
+    ])
+    return _make("linear_equation", rng, problem, int(solution), [step])
+
+
+_FRACTION_WORDS = {
+    2: ("half", "halves"), 3: ("third", "thirds"), 4: ("quarter", "quarters"), 5: ("fifth", "fifths"),
+    6: ("sixth", "sixths"), 7: ("seventh", "sevenths"), 8: ("eighth", "eighths"), 9: ("ninth", "ninths"),
+    10: ("tenth", "tenths"), 12: ("twelfth", "twelfths"), 100: ("hundredth", "hundredths"),
+}
+_unit_sums_cache: list[tuple[int, ...]] = []
+
+
+def _integer_unit_sums() -> list[tuple[int, ...]]:
+    """Sorted tuples of 3 or 4 denominators in 2..24 whose unit fractions add up to an integer."""
+    if not _unit_sums_cache:
+        from itertools import combinations_with_replacement
+
+        for size in (3, 4):
+            for dens in combinations_with_replacement(range(2, 25), size):
+                total = Fraction(0)
+                for d in dens:
+                    total += Fraction(1, d)
+                if total.denominator == 1:
+                    _unit_sums_cache.append(dens)
+    return _unit_sums_cache
+
+
+def unit_fraction(rng: random.Random) -> TinyProblem:
+    kind = rng.random()
+    imp = "from fractions import Fraction\n"
+    thought = rng.choice(["Use exact fractions in Python.", "Fraction keeps the arithmetic exact.", "Compute it exactly with Fraction."])
+    if kind < 0.35:
+        k = rng.choice(list(_FRACTION_WORDS)) if rng.random() < 0.6 else rng.randint(2, 25)
+        whole = k * rng.randint(1, 300)
+        answer = whole // k
+        forms = [f"What is 1/{k} of {whole}?", f"Find 1/{k} of {whole}.", f"1/{k} of {whole}?", f"Compute 1/{k} of {whole}."]
+        if k in _FRACTION_WORDS:
+            word = _FRACTION_WORDS[k][0]
+            forms += [f"What is half of {whole}?"] if k == 2 else [f"What is one {word} of {whole}?", f"What is a {word} of {whole}?"]
+        problem = rng.choice(forms)
+        code = rng.choice([f"{imp}print(Fraction(1, {k}) * {whole})", f"print({whole} // {k})"])
+    elif kind < 0.5:
+        a, b = rng.randint(2, 10), rng.randint(2, 10)
+        whole = a * b * rng.randint(1, 100)
+        answer = whole // a // b
+        problem = rng.choice([f"What is 1/{a} of 1/{b} of {whole}?", f"Find 1/{a} of 1/{b} of {whole}.",
+                              f"Compute 1/{a} * 1/{b} * {whole}."])
+        code = f"{imp}print(Fraction(1, {a}) * Fraction(1, {b}) * {whole})"
+    elif kind < 0.75:
+        if rng.random() < 0.4:
+            dens = list(rng.choice(_integer_unit_sums()))
+            rng.shuffle(dens)
+            mult, signs = 1, ["+"] * len(dens)
+        else:
+            dens = [rng.randint(2, 12) for _ in range(rng.randint(2, 3))]
+            signs = ["+"] * len(dens)
+            if len(dens) == 2 and dens[0] < dens[1] and rng.random() < 0.4:
+                signs[1] = "-"
+            mult = _lcm(*dens) * rng.randint(1, 12)
+        total = Fraction(0)
+        for sign, d in zip(signs, dens):
+            total += Fraction(1, d) if sign == "+" else -Fraction(1, d)
+        answer = total * mult
+        assert answer.denominator == 1
+        answer = int(answer)
+        shown = f"1/{dens[0]}" + "".join(f" {sign} 1/{d}" for sign, d in zip(signs[1:], dens[1:]))
+        fracs = f"Fraction(1, {dens[0]})" + "".join(f" {sign} Fraction(1, {d})" for sign, d in zip(signs[1:], dens[1:]))
+        if mult == 1:
+            problem = rng.choice([f"Compute {shown}.", f"What is {shown}?", f"{shown} = ?", f"Find {shown}."])
+            code = f"{imp}print({fracs})"
+        else:
+            problem = rng.choice([f"What is {mult} × ({shown})?", f"Compute {mult}*({shown}).",
+                                  f"Multiply ({shown}) by {mult}.", f"What is ({shown}) of {mult}?"])
+            code = f"{imp}print({mult} * ({fracs}))"
+    else:
+        k = rng.choice(list(_FRACTION_WORDS)[1:]) if rng.random() < 0.6 else rng.randint(2, 20)
+        whole = rng.randint(1, 60)
+        answer = whole * k
+        forms = [f"How many 1/{k}s are in {whole}?", f"What is {whole} divided by 1/{k}?", f"{whole} ÷ 1/{k} = ?"]
+        if k in _FRACTION_WORDS:
+            plural = _FRACTION_WORDS[k][1]
+            forms += [f"How many {plural} are in {whole}?", f"How many {plural} make {whole} whole{'s' if whole > 1 else ''}?"]
+        problem = rng.choice(forms)
+        code = rng.choice([f"{imp}print({whole} / Fraction(1, {k}))", f"print({whole} * {k})"])
+    return _make("unit_fraction", rng, problem, answer, [Step(thought, code)])
+
+
 FAMILIES: dict[str, Callable[[random.Random], TinyProblem]] = {
     f.__name__: f
     for f in (
@@ -1377,6 +1808,8 @@ FAMILIES: dict[str, Callable[[random.Random], TinyProblem]] = {
         polynomial_roots_sum, probability_fraction, triangle_area, last_digits_power, totient,
         diophantine_count, sum_of_squares_count, perfect_squares_between, factorial_trailing_zeros,
         collatz_steps, palindromes_count,
+        # one-line arithmetic and algebra (issue 21); appended so the earlier entries keep their order
+        product, power, remainder, percentage, linear_equation, unit_fraction,
     )
 }
 
@@ -1385,19 +1818,68 @@ TWO_CELL_FAMILIES = ("prime_sum_range", "divisor_count", "base_conversion", "bas
 ERROR_RECOVERY_FAMILIES = ("prime_count_range", "mod_inverse", "binomial_mod", "totient", "factorial_trailing_zeros")
 
 
-def generate(seed: int, n: int, families: Sequence[str] | None = None) -> list[TinyProblem]:
-    """Deterministic for a seed: round-robin over a seeded shuffle of the families."""
+def _schedule(seed: int, n: int, names: list[str]):
+    """``generate``'s draw order: (family name, per-problem RNG seed) for problem 0..n-1."""
+    rng = random.Random(seed)
+    order: list[str] = []
+    for _ in range(n):
+        if not order:
+            order = names[:]
+            rng.shuffle(order)
+        yield order.pop(), rng.getrandbits(64)
+
+
+def _names(families: Sequence[str] | None) -> list[str]:
     names = list(families) if families is not None else list(FAMILIES)
     unknown = [name for name in names if name not in FAMILIES]
     if unknown:
         raise KeyError(f"unknown families: {unknown}")
-    rng = random.Random(seed)
-    out: list[TinyProblem] = []
-    order: list[str] = []
-    for i in range(n):
-        if not order:
-            order = names[:]
-            rng.shuffle(order)
-        name = order.pop()
-        out.append(FAMILIES[name](random.Random(rng.getrandbits(64))))
-    return out
+    return names
+
+
+def generate(seed: int, n: int, families: Sequence[str] | None = None) -> list[TinyProblem]:
+    """Deterministic for a seed: round-robin over a seeded shuffle of the families."""
+    return [FAMILIES[name](random.Random(sub)) for name, sub in _schedule(seed, n, _names(families))]
+
+
+def generated_texts(seed: int, n: int, families: Sequence[str] | None = None, only: Sequence[str] | None = None) -> set[str]:
+    """The problem texts of ``generate(seed, n, families)`` whose family is in ``only`` (all if None),
+    without building the other families' problems (each problem has its own RNG seed)."""
+    names, keep = _names(families), set(only if only is not None else FAMILIES)
+    return {FAMILIES[name](random.Random(sub)).problem for name, sub in _schedule(seed, n, names) if name in keep}
+
+
+ONELINER_FAMILIES = ("product", "power", "remainder", "percentage", "linear_equation", "unit_fraction")
+ONELINERS_SEED = 21_000_021
+"""Seed of ``examples/tiny-oneliners.jsonl`` (training data uses ``--seed 0``)."""
+
+
+def make_oneliners(seed: int = ONELINERS_SEED, n: int = 120, train_seed: int | None = 0,
+                   train_problems: int = 60000) -> list[dict]:
+    """A held-out set of one-line problems: ``n // 6`` of each ``ONELINER_FAMILIES`` family, as rows
+    ``{"id", "problem", "answer", "family"}`` (the format of ``examples/tiny-heldout.jsonl``).
+
+    Problems come from ``generate(seed, ..., ONELINER_FAMILIES)`` in order; a text seen before, or one
+    that the training data could contain, is skipped: the one-liners of ``generate(train_seed,
+    train_problems)`` (what ``jobs/train_tiny.py data --seed 0 --problems 60000`` builds from all the
+    families) and of ``generate(train_seed, train_problems, ONELINER_FAMILIES)``. ``train_seed=None``
+    skips that check."""
+    per = n // len(ONELINER_FAMILIES)
+    if per * len(ONELINER_FAMILIES) != n:
+        raise ValueError(f"n must be a multiple of {len(ONELINER_FAMILIES)}")
+    seen: set[str] = set()
+    if train_seed is not None:
+        seen |= generated_texts(train_seed, train_problems, None, ONELINER_FAMILIES)
+        seen |= generated_texts(train_seed, train_problems, ONELINER_FAMILIES)
+    picked: list[TinyProblem] = []
+    pool = 4 * n
+    while len(picked) < n:
+        picked, taken, counts = [], set(seen), dict.fromkeys(ONELINER_FAMILIES, 0)
+        for p in generate(seed, pool, ONELINER_FAMILIES):  # a prefix of any longer stream
+            if counts[p.family] < per and p.problem not in taken:
+                taken.add(p.problem)
+                counts[p.family] += 1
+                picked.append(p)
+        pool *= 2
+    return [{"id": f"{p.family}-{i}", "problem": p.problem, "answer": str(p.answer), "family": p.family}
+            for i, p in enumerate(picked)]
