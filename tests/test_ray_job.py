@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -47,8 +46,13 @@ def _free_port() -> int:
 def head(tmp_path_factory):
     """A real single-node Ray cluster on loopback, stopped (with everything it started) afterwards."""
     port, dashboard = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))  # the head and the CLI share it
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
+    # The README's token setup, as written: token mode, `ray get-auth-token --generate` (into a home
+    # of its own, so the user's ~/.ray is untouched); the head and every `ray job` command read it.
+    env.update(RAY_AUTH_MODE="token", HOME=str(tmp_path_factory.mktemp("home")))
+    made = subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert made.returncode == 0 and (Path(env["HOME"]) / ".ray" / "auth_token").exists(), made.stderr[-2000:]
     log = open(tmp_path_factory.mktemp("ray") / "head.log", "w")
     # Its own temp dir: the address file there, so other tests' ray.init() never joins this cluster.
     temp_dir = tempfile.mkdtemp(prefix="rs-head-", dir="/tmp")
