@@ -63,7 +63,7 @@ class Coordinator:
         self.engines = engines
         self.scheduler = Scheduler(config.scheduler_settings(), depths, clock=time.monotonic, grade=False)
         self._grader = ThreadPoolExecutor(max_workers=4, thread_name_prefix="grade")
-        self._grader.submit(grading.warm_up)  # imports the parsers and starts the grading process (seconds)
+        self._grader.submit(grading.warm_up)  # imports the parsers (seconds) before the first grade
         self.health = {"engines_restarted": 0, "engines_hung": 0, "engines_reported_dead": 0,
                        "engines_unreachable": 0, "grading_timeouts": 0}
         self._watchdog: asyncio.Task | None = None
