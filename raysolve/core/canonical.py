@@ -358,11 +358,23 @@ def _key(s: str) -> str:
     return _expression_key(s) or s
 
 
+_MAX_STRUCTURED_CHARS = 2000
+
+
 @functools.lru_cache(maxsize=8192)
 def canonical_key(answer: str) -> str | None:
-    """The vote key of a boxed answer's content; None when it is empty."""
+    """The vote key of a boxed answer's content; None when it is empty. A very long or very
+    deeply nested answer keeps its normalised text (reading its structure could recurse
+    without bound)."""
     s = normalize_answer(answer)
-    return _key(s) if s else None
+    if not s:
+        return None
+    if len(s) > _MAX_STRUCTURED_CHARS:
+        return s
+    try:
+        return _key(s)
+    except RecursionError:
+        return s
 
 
 def integer_of(key: str) -> int | None:
