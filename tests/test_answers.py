@@ -341,3 +341,9 @@ def test_an_overrunning_comparison_is_killed_and_the_next_one_gets_a_fresh_proce
 
 def test_is_correct_with_timeout_on_main_thread() -> None:
     assert is_correct("0.5", r"\frac{1}{2}", timeout_s=5) is True
+
+
+def test_a_deeply_nested_or_huge_answer_keeps_its_text_and_returns() -> None:
+    nested = "(" * 900 + "5" + ")" * 900  # the structural reading would recurse past Python's limit
+    assert vote_key(nested) == nested
+    assert vote_key("x" * 5000) == "x" * 5000
