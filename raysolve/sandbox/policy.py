@@ -62,6 +62,14 @@ def _at_most(limit: int, *nodes: ast.AST) -> bool:
     return True
 
 
+def _type_in(holder: str, value: ast.expr, kinds: str) -> ast.expr:
+    """``_type_(<holder> := value) in <kinds>``: the inline check every fast path starts with; the
+    value is then read from ``holder`` (a name no cell can write, as all guard names end in ``_``)."""
+    bound = ast.NamedExpr(target=ast.Name(holder, ast.Store()), value=value)
+    return ast.Compare(left=ast.Call(func=ast.Name("_type_", ast.Load()), args=[bound], keywords=[]),
+                       ops=[ast.In()], comparators=[ast.Name(kinds, ast.Load())])
+
+
 RESERVED_PRIVATE_NAMES = frozenset({"_print"})
 """Single-underscore names RestrictedPython itself binds (the guard names all end in ``_``)."""
 
@@ -157,9 +165,7 @@ class SandboxPolicy(RestrictingNodeTransformer):
         if isinstance(node.ctx, ast.Store) and self.fast_subscripts and self._no_walrus == 0:
             # `c[k] = v`: a built-in container is written as it is, anything else through `_write_`
             node = self.node_contents_visit(node)
-            bound = ast.NamedExpr(target=ast.Name("_gw_", ast.Store()), value=node.value)
-            test = ast.Compare(left=ast.Call(func=ast.Name("_type_", ast.Load()), args=[bound], keywords=[]),
-                               ops=[ast.In()], comparators=[ast.Name("_open_containers_", ast.Load())])
+            test = _type_in("_gw_", node.value, "_open_containers_")
             guarded = ast.Call(func=ast.Name("_write_", ast.Load()), args=[ast.Name("_gw_", ast.Load())], keywords=[])
             node.value = ast.IfExp(test=test, body=ast.Name("_gw_", ast.Load()), orelse=guarded)
             copy_locations(node.value, node)
@@ -169,9 +175,7 @@ class SandboxPolicy(RestrictingNodeTransformer):
             return super().visit_Subscript(node)
         node = self.node_contents_visit(node)
         raw = ast.Subscript(value=node.value, slice=node.slice, ctx=ast.Load())
-        bound = ast.NamedExpr(target=ast.Name("_gi_", ast.Store()), value=raw)
-        test = ast.Compare(left=ast.Call(func=ast.Name("_type_", ast.Load()), args=[bound], keywords=[]),
-                           ops=[ast.In()], comparators=[ast.Name("_plain_values_", ast.Load())])
+        test = _type_in("_gi_", raw, "_plain_values_")
         checked = ast.Call(func=ast.Name("_checkitem_", ast.Load()), args=[ast.Name("_gi_", ast.Load())], keywords=[])
         expr = ast.IfExp(test=test, body=ast.Name("_gi_", ast.Load()), orelse=checked)
         copy_locations(expr, node)
@@ -183,17 +187,16 @@ class SandboxPolicy(RestrictingNodeTransformer):
                 and not node.attr.startswith("_") and node.attr not in FAST_ATTRIBUTE_EXCLUDED)
 
     @staticmethod
-    def _plain_type_test(obj: ast.expr) -> ast.expr:
-        """``_type_(_go_ := obj) in _plain_types_``."""
-        bound = ast.NamedExpr(target=ast.Name("_go_", ast.Store()), value=obj)
-        return ast.Compare(left=ast.Call(func=ast.Name("_type_", ast.Load()), args=[bound], keywords=[]),
-                           ops=[ast.In()], comparators=[ast.Name("_plain_types_", ast.Load())])
-
-    @staticmethod
     def _guarded_read(attr: str) -> ast.expr:
         """``_getattr_(_go_, "attr")``."""
         return ast.Call(func=ast.Name("_getattr_", ast.Load()), args=[ast.Name("_go_", ast.Load()), ast.Constant(attr)],
                         keywords=[])
+
+    @classmethod
+    def _attribute_read(cls, obj: ast.expr, attr: str) -> ast.expr:
+        """``_go_.attr if _type_(_go_ := obj) in _plain_types_ else _getattr_(_go_, "attr")``."""
+        fast = ast.Attribute(value=ast.Name("_go_", ast.Load()), attr=attr, ctx=ast.Load())
+        return ast.IfExp(test=_type_in("_go_", obj, "_plain_types_"), body=fast, orelse=cls._guarded_read(attr))
 
     def visit_Attribute(self, node: ast.Attribute) -> Any:
         """``obj.name`` (a load of a public name) becomes ``_go_.name if _type_(_go_ := obj) in
@@ -202,8 +205,7 @@ class SandboxPolicy(RestrictingNodeTransformer):
         if not self._fast_attribute(node):
             return self._visit_attribute_guarded(node)
         node = self.node_contents_visit(node)
-        fast = ast.Attribute(value=ast.Name("_go_", ast.Load()), attr=node.attr, ctx=ast.Load())
-        expr = ast.IfExp(test=self._plain_type_test(node.value), body=fast, orelse=self._guarded_read(node.attr))
+        expr = self._attribute_read(node.value, node.attr)
         copy_locations(expr, node)
         ast.fix_missing_locations(expr)
         return expr
@@ -222,16 +224,14 @@ class SandboxPolicy(RestrictingNodeTransformer):
         obj = self.visit(func.value)
         args = [self.visit(arg) for arg in node.args]
         keywords = [self.visit(keyword) for keyword in node.keywords]
-        if not _at_most(METHOD_ARGUMENT_NODES, *args, *keywords):
-            method: ast.expr = ast.IfExp(test=self._plain_type_test(obj), body=ast.Attribute(
-                value=ast.Name("_go_", ast.Load()), attr=func.attr, ctx=ast.Load()), orelse=self._guarded_read(func.attr))
-            expr: ast.expr = ast.Call(func=method, args=args, keywords=keywords)
+        if not _at_most(METHOD_ARGUMENT_NODES, *args, *keywords):  # the attribute read, then a call of it
+            expr: ast.expr = ast.Call(func=self._attribute_read(obj, func.attr), args=args, keywords=keywords)
         else:
             fast = ast.Call(func=ast.Attribute(value=ast.Name("_go_", ast.Load()), attr=func.attr, ctx=ast.Load()),
                             args=args, keywords=keywords)
             slow = ast.Call(func=self._guarded_read(func.attr), args=copy.deepcopy(args),
                             keywords=copy.deepcopy(keywords))
-            expr = ast.IfExp(test=self._plain_type_test(obj), body=fast, orelse=slow)
+            expr = ast.IfExp(test=_type_in("_go_", obj, "_plain_types_"), body=fast, orelse=slow)
         copy_locations(expr, node)
         ast.fix_missing_locations(expr)
         return expr
@@ -361,9 +361,7 @@ class SandboxPolicy(RestrictingNodeTransformer):
         statement on the cell's own objects and built-in containers, the guard call otherwise."""
         target = node.target
         obj = target.value  # already visited by the caller
-        bound = ast.NamedExpr(target=ast.Name(holder, ast.Store()), value=obj)
-        test = ast.Compare(left=ast.Call(func=ast.Name("_type_", ast.Load()), args=[bound], keywords=[]),
-                           ops=[ast.In()], comparators=[ast.Name(kinds, ast.Load())])
+        test = _type_in(holder, obj, kinds)
         if isinstance(target, ast.Attribute):
             native_target: ast.expr = ast.Attribute(value=ast.Name(holder, ast.Load()), attr=target.attr, ctx=ast.Store())
         else:
