@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from raysolve.core.canonical import canonical_key, normalize_answer, rational_of
+from raysolve.core.canonical import BOX, INT_DIGITS, canonical_key, normalize_answer, rational_of
 from raysolve.core.grading import math_verify_equal
 
 __all__ = [
@@ -25,8 +25,6 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # Extraction
 
-_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-
 
 def extract_boxed(text: str) -> str | None:
     """Content of the last top-level ``\\boxed{...}`` (or ``\\fbox{...}``).
@@ -39,7 +37,7 @@ def extract_boxed(text: str) -> str | None:
     """
     found: str | None = None
     pos = 0
-    while (m := _BOX.search(text, pos)) is not None:
+    while (m := BOX.search(text, pos)) is not None:
         i = m.end()
         n = len(text)
         while i < n and text[i].isspace():
@@ -86,7 +84,6 @@ def _match_brace(text: str, start: int) -> int:
 # The vote key, a modulus, and the per-sample entry point
 
 _DIGITS = re.compile(r"-?\d+")
-_INT_DIGITS = 4000  # Python refuses int(str) above 4300 digits: longer ones are reduced by hand
 
 
 def vote_key(ans: str, modulus: int | None = None) -> str | None:
@@ -114,8 +111,8 @@ def _int_mod(s: str, modulus: int) -> int:
     neg = s.startswith("-")
     digits = s.lstrip("-")
     r = 0
-    for i in range(0, len(digits), _INT_DIGITS):
-        chunk = digits[i : i + _INT_DIGITS]
+    for i in range(0, len(digits), INT_DIGITS):
+        chunk = digits[i : i + INT_DIGITS]
         r = (r * pow(10, len(chunk), modulus) + int(chunk)) % modulus
     return (-r) % modulus if neg else r
 

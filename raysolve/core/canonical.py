@@ -37,11 +37,12 @@ import functools
 import re
 from fractions import Fraction
 
-__all__ = ["canonical_key", "integer_of", "normalize_answer", "rational_of"]
+__all__ = ["BOX", "INT_DIGITS", "canonical_key", "normalize_answer", "rational_of"]
 
 # ---------------------------------------------------------------- notation
 
-_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+"""``\\boxed`` or ``\\fbox`` (not ``\\boxedx``): where a sample's answer starts."""
 _TEXT_WRAP = re.compile(r"\\(?:text|textrm|textbf|textit|textup|textsf|mbox|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}")
 _LEFT_RIGHT = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?![A-Za-z])")
 _SPACING = re.compile(r"\\\\|\\[,!;: >]|\\q?quad(?![A-Za-z])|~|\\hspace\{[^{}]*\}")
@@ -98,7 +99,7 @@ def _is_plain_number(s: str) -> bool:
 
 def _unwrap_whole_box(s: str) -> str:
     """``\\boxed{X}`` -> ``X`` when the box is the whole string."""
-    m = _BOX.match(s)
+    m = BOX.match(s)
     if m is None:
         return s
     i = m.end()
@@ -144,7 +145,9 @@ def _squeeze_spaces(s: str) -> str:
 
 # ---------------------------------------------------------------- numbers
 
-_INT_DIGITS = 4000  # Python refuses int(str) above 4300 digits; longer ones stay text
+INT_DIGITS = 4000
+"""Python refuses ``int(str)`` above 4300 digits: longer numbers stay text here (answers reduces
+them by hand under a modulus)."""
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?")
 _DECIMAL = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")
 _SCI_E = re.compile(r"(-?(?:\d+\.?\d*|\.\d+))[eE]([+-]?\d{1,4})")
@@ -158,7 +161,7 @@ def rational_of(s: str) -> Fraction | None:
     """The exact value of ``s`` when the whole of it is a plain number: an integer, decimal,
     integer fraction (``\\frac{a}{b}``, ``\\frac ab``, ``a/b``), mixed number (``2\\frac12``) or
     scientific notation; else None."""
-    if not s or len(s) > _INT_DIGITS:
+    if not s or len(s) > INT_DIGITS:
         return None
     if _THOUSANDS.fullmatch(s):
         s = s.replace("{,}", "").replace(",", "")
@@ -375,10 +378,3 @@ def canonical_key(answer: str) -> str | None:
         return _key(s)
     except RecursionError:
         return s
-
-
-def integer_of(key: str) -> int | None:
-    """The integer a vote key stands for, if it is one (for a modulus)."""
-    if re.fullmatch(r"-?\d+", key) and len(key) <= _INT_DIGITS:
-        return int(key)
-    return None
