@@ -13,6 +13,7 @@ policies and scheduling modes (``raysolve.core.replay``)."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -431,9 +432,11 @@ def solve_command(args: argparse.Namespace) -> int:
                 "input": str(source), "input_rows": rows_in_input, "format": args.format,
                 "coordinator": coordinator, "sandboxes": sandboxes, "startup_s": round(startup_s, 2)}
 
-    if args.limit != 0 and not any(not isinstance(item, RowError) and item.id not in writer.done_ids
-                                   for item in load_problems(source, fields, split=args.split)):
+    pending = todo()
+    first = next(pending, None)  # read up to the first problem left to solve, once
+    if first is None and args.limit != 0:
         # Everything is done already: say so without starting Ray and the engines.
+        writer.close()
         print(f"raysolve: nothing left to solve: {total.problems} problems are done in {out_dir}/ "
               f"(accuracy {'n/a' if total.accuracy is None else f'{total.accuracy:.1%}'}; --no-resume starts over)")
         return 0
@@ -447,7 +450,7 @@ def solve_command(args: argparse.Namespace) -> int:
         bar = tqdm(desc="problems", unit="pb", dynamic_ncols=True, file=sys.stderr) if use_bar else None
         last_log = time.perf_counter()
         try:
-            for result in solver.solve_iter(todo()):
+            for result in solver.solve_iter(itertools.chain([first] if first else [], pending)):
                 if result.failure is not None:  # not done: a rerun solves it again
                     writer.write_failed(result)
                     this_run.failed_problems += 1
