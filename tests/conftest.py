@@ -14,6 +14,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_worker_niceness", "0")
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one test process per core, at most 4. Each process starts its own local Ray and
+    many tests start more (`raysolve solve`, `ray start --head`), so more processes than cores
+    only queue for the CPU; on a big machine, 4 already leave the longest file as the bound."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray instance for the whole session (starting Ray costs seconds).
